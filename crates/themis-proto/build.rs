@@ -8,8 +8,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = root.join("themis_wire_v1.proto");
     println!("cargo:rerun-if-changed={}", file.display());
     let fds = protox::compile([&file], [&root])?;
-    prost_build::Config::new()
-        .bytes(["."])
-        .compile_fds(fds)?;
+    prost_build::Config::new().bytes(["."]).compile_fds(fds)?;
     Ok(())
 }

@@ -1,1 +1,143 @@
+//! Async Rust client for ThemisDB over the native wire protocol v1.
+//!
+//! One [`Client`] is one authenticated, multiplexed TCP connection: clone it freely
+//! and call it from as many tasks as you like; their requests share the connection
+//! and their answers are matched back by request id, in whatever order they arrive.
+//!
+//! # Five-minute tour
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use themis_client::{Client, UpdateOptions};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct User {
+//!     #[serde(rename = "_key")]
+//!     key: String,
+//!     name: String,
+//!     age: u32,
+//! }
+//!
+//! # async fn tour() -> themis_client::Result<()> {
+//! // Credentials and database in the URL; or `Client::connect_with("host:port", options)`.
+//! let client = Client::connect("themis://root:secret@127.0.0.1:8766/_system").await?;
+//! println!("round trip: {:?}", client.ping().await?);
+//!
+//! let users = client.collection("users");
+//! let meta = users
+//!     .insert(&User { key: "alice".into(), name: "Alice".into(), age: 30 })
+//!     .await?;
+//!
+//! let alice: Option<User> = users.get("alice").await?;
+//! assert_eq!(alice.map(|u| u.age), Some(30));
+//!
+//! // MERGE patch, guarded by the revision we last saw.
+//! users
+//!     .update_with("alice", &serde_json::json!({ "age": 31 }), UpdateOptions::merge().if_revision(meta.rev))
+//!     .await?;
+//!
+//! // Untyped access works through serde_json::Value.
+//! let keys = users
+//!     .insert_many(&[serde_json::json!({ "name": "Bob" }), serde_json::json!({ "name": "Cy" })])
+//!     .await?;
+//! let docs: Vec<Option<serde_json::Value>> = users.get_many(&keys).await?;
+//! assert_eq!(docs.len(), 2);
+//!
+//! match users.update("nobody", &serde_json::json!({ "x": 1 })).await {
+//!     Err(e) if e.is_not_found() => println!("as expected: {e}"),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! users.delete_many(&keys).await?;
+//! assert!(users.delete("alice").await?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Concurrency: clones share the one connection.
+//!
+//! ```no_run
+//! # async fn concurrent() -> themis_client::Result<()> {
+//! let client = themis_client::Client::connect("127.0.0.1:8766").await?;
+//! let mut tasks = Vec::new();
+//! for i in 0..100 {
+//!     let orders = client.collection("orders");
+//!     tasks.push(tokio::spawn(async move {
+//!         orders.insert(&serde_json::json!({ "n": i })).await
+//!     }));
+//! }
+//! for task in tasks {
+//!     task.await.expect("task panicked")?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Admin, other databases, and raw requests:
+//!
+//! ```no_run
+//! use themis_client::{wire, Client, ClientOptions, OpCode};
+//!
+//! # async fn admin() -> themis_client::Result<()> {
+//! let options = ClientOptions {
+//!     username: "root".into(),
+//!     password: "secret".into(),
+//!     ..ClientOptions::default()
+//! };
+//! let client = Client::connect_with("127.0.0.1:8766", options).await?;
+//! client.create_database("shop").await?;
+//! let shop = client.database("shop");
+//! shop.create_collection("products").await?;
+//! for info in shop.list_collections().await? {
+//!     println!("{}", info.name);
+//! }
+//! let stats = shop.collection_stats("products").await?;
+//! println!("{} documents, {} bytes", stats.count, stats.data_bytes);
+//!
+//! // Any message, untouched (a failed typed response is returned, not turned into Err).
+//! let pong: wire::Pong = client
+//!     .raw_request(OpCode::OpPing, &wire::Ping { timestamp_ms: 1 })
+//!     .await?;
+//! assert_eq!(pong.timestamp_ms, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Code map
+//!
+//! * [`options`]: addresses (`host:port`, `themis://` URLs) and [`ClientOptions`].
+//! * `connection`: the multiplexed connection — reader and writer tasks, the table of
+//!   pending requests, timeouts, GOAWAY and EOF handling.
+//! * `client`: [`Client`], the handshake, `ping`, `raw_request`; the seam where a
+//!   connection pool and reconnection will plug in.
+//! * `collection`: [`Collection`], typed CRUD with serde.
+//! * `admin`: databases, collections, stats.
+//! * `error`: the one [`Error`] type.
+//!
+//! # Errors
+//!
+//! Every failure is an [`Error`]. Whatever the server reports is [`Error::Server`]
+//! with the wire [`ErrorCode`] and the server's message verbatim; helpers such as
+//! [`Error::is_not_found`], [`Error::is_conflict`] and [`Error::is_retryable`] answer
+//! the usual questions. No call hangs when the connection dies: requests in flight fail
+//! with [`Error::ConnectionClosed`] (or [`Error::GoAway`]), and each request is bounded
+//! by [`ClientOptions::request_timeout`].
 
+mod admin;
+mod client;
+mod collection;
+mod connection;
+mod error;
+pub mod options;
+
+pub use admin::{CollectionInfo, CollectionStats};
+pub use client::Client;
+pub use collection::{
+    Collection, DeleteOptions, DeleteResult, DocumentMeta, UpdateMode, UpdateOptions,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use options::{ClientOptions, ConnectTarget, DEFAULT_DATABASE, DEFAULT_PORT};
+
+/// The wire protocol crate's generated messages and codes, for
+/// [`Client::raw_request`] and [`Client::admin`].
+pub use themis_proto::wire;
+pub use themis_proto::{ErrorCode, OpCode};

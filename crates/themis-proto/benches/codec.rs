@@ -20,14 +20,28 @@ fn bench(c: &mut Criterion) {
         let mut buf = BytesMut::with_capacity(1 << 16);
         b.iter(|| {
             buf.clear();
-            encode_frame(&codec, OpCode::OpPing, 12345, black_box(&Ping { timestamp_ms: 1 }), &mut buf).unwrap();
+            encode_frame(
+                &codec,
+                OpCode::OpPing,
+                12345,
+                black_box(&Ping { timestamp_ms: 1 }),
+                &mut buf,
+            )
+            .unwrap();
         })
     });
     g.bench_function("encode_create", |b| {
         let mut buf = BytesMut::with_capacity(1 << 16);
         b.iter(|| {
             buf.clear();
-            encode_frame(&codec, OpCode::OpCreate, 12345, black_box(&create), &mut buf).unwrap();
+            encode_frame(
+                &codec,
+                OpCode::OpCreate,
+                12345,
+                black_box(&create),
+                &mut buf,
+            )
+            .unwrap();
         })
     });
     let mut one = BytesMut::new();

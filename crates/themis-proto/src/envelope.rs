@@ -192,7 +192,11 @@ mod tests {
     fn direct_encoding_matches_prost() {
         let codec = FrameCodec::default();
         let msg = wire::Ping { timestamp_ms: 42 };
-        for (op, id) in [(OpCode::OpPing, 7u64), (OpCode::OpPing, 0), (OpCode::OpError, 1 << 40)] {
+        for (op, id) in [
+            (OpCode::OpPing, 7u64),
+            (OpCode::OpPing, 0),
+            (OpCode::OpError, 1 << 40),
+        ] {
             let mut dst = BytesMut::new();
             encode_frame(&codec, op, id, &msg, &mut dst).unwrap();
             let expected = Envelope {
@@ -211,7 +215,14 @@ mod tests {
     fn default_envelope_still_makes_non_empty_frame() {
         let codec = FrameCodec::default();
         let mut dst = BytesMut::new();
-        encode_frame(&codec, OpCode::OpUnspecified, 0, &wire::Ping::default(), &mut dst).unwrap();
+        encode_frame(
+            &codec,
+            OpCode::OpUnspecified,
+            0,
+            &wire::Ping::default(),
+            &mut dst,
+        )
+        .unwrap();
         let payload = codec.decode(&mut dst).unwrap().unwrap();
         let env = Envelope::decode(payload).unwrap();
         assert_eq!(env, Envelope::default());

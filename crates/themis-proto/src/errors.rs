@@ -48,6 +48,8 @@ pub trait TypedResponse: prost::Message + Default {
 
 macro_rules! typed_response {
     ($($t:ident),* $(,)?) => {$(
+        // Some responses have no fields beyond the error ones.
+        #[allow(clippy::needless_update)]
         impl TypedResponse for wire::$t {
             fn failed(error: wire::Error) -> Self {
                 Self {

@@ -151,7 +151,10 @@ mod tests {
     #[test]
     fn bad_magic_detected_from_two_bytes() {
         let codec = FrameCodec::default();
-        assert_eq!(codec.check_header(b"GE"), Err(FrameError::BadMagic(b'G', b'E')));
+        assert_eq!(
+            codec.check_header(b"GE"),
+            Err(FrameError::BadMagic(b'G', b'E'))
+        );
         assert_eq!(codec.check_header(&[0xDB]), Ok(None));
     }
 
@@ -164,9 +167,15 @@ mod tests {
         );
         assert_eq!(
             codec.check_header(&[0xDB, 0x01, 0xFF, 0xFF, 0xFF, 0xFF]),
-            Err(FrameError::TooLarge { len: u32::MAX, max: 1024 })
+            Err(FrameError::TooLarge {
+                len: u32::MAX,
+                max: 1024
+            })
         );
-        assert_eq!(codec.check_header(&[0xDB, 0x01, 0, 0, 4, 0]), Ok(Some(1024)));
+        assert_eq!(
+            codec.check_header(&[0xDB, 0x01, 0, 0, 4, 0]),
+            Ok(Some(1024))
+        );
         let mut dst = BytesMut::new();
         assert!(codec.encode(&[0u8; 1025], &mut dst).is_err());
         assert!(dst.is_empty());

@@ -1,1 +1,95 @@
+//! The ThemisDB server: everything between a socket and the storage engine.
+//!
+//! * [`config`]: `themis.conf` (seed 000's format), environment and CLI overrides.
+//! * [`listener`]: accepts TCP connections, enforces `max_connections`, and drives
+//!   graceful shutdown.
+//! * [`connection`]: one native wire-protocol connection: a reader that checks frames
+//!   and gates requests on the handshake, concurrent request tasks bounded by the
+//!   in-flight cap, and a writer that coalesces response frames into few syscalls.
+//! * [`session`]: users, bcrypt password checks, session tokens.
+//! * [`handlers`]: one module per opcode family; each turns a typed request into its
+//!   typed response, following the contract's one error rule.
+//!
+//! Invariants: storage never sees a socket; nothing from the network is trusted before
+//! the frame codec has checked it; a write is answered only after storage has made it
+//! durable.
 
+pub mod config;
+pub mod connection;
+pub mod handlers;
+pub mod listener;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use themis_proto::FrameCodec;
+use themis_storage::{DocumentStore, StoreOptions};
+
+pub use config::Config;
+pub use listener::{Server, ServerHandle};
+
+/// The server's version, as reported in `ServerInfo.server_version`.
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// State shared by every connection of one server.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub store: Arc<DocumentStore>,
+    pub sessions: session::SessionRegistry,
+    pub codec: FrameCodec,
+    pub node_id: String,
+}
+
+/// Errors that stop the server from starting. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open storage in {path}: {source}")]
+    Storage {
+        path: String,
+        source: themis_storage::StorageError,
+    },
+    #[error("cannot listen on {addr}: {source} (is another server running on that port? choose another with --port)")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid bind address '{0}': expected an IP address such as 127.0.0.1 or 0.0.0.0")]
+    BindAddress(String),
+    #[error("cannot create the root user: {0}")]
+    Bootstrap(String),
+}
+
+/// Options that come from outside the config file.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Password for the `root` user created on first start (`THEMIS_ROOT_PASSWORD`).
+    /// When `None`, a password is generated, printed once and stored 0600 in the data
+    /// directory.
+    pub root_password: Option<String>,
+}
+
+pub(crate) fn store_options(config: &Config) -> StoreOptions {
+    let mut opts = StoreOptions::new(config.server.data_dir.clone());
+    opts.sync = match config.storage.sync {
+        config::SyncMode::Always => themis_storage::SyncMode::Always,
+        config::SyncMode::Never => themis_storage::SyncMode::Never,
+    };
+    opts.cache_size_bytes = config.storage.cache_size_mb.saturating_mul(1024 * 1024);
+    opts
+}
+
+pub(crate) fn parse_bind(config: &Config) -> Result<SocketAddr, StartError> {
+    let ip: std::net::IpAddr = config
+        .wire
+        .bind_address
+        .parse()
+        .map_err(|_| StartError::BindAddress(config.wire.bind_address.clone()))?;
+    Ok(SocketAddr::new(ip, config.wire.port))
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone). Returns no guard,
+/// so it can sit in a `select!` of a `Send` future.
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

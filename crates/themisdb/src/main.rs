@@ -1,1 +1,44 @@
-fn main(){}
+//! `themisdb`: the ThemisDB binary.
+//!
+//! * `themisdb serve`: run the server (wire protocol v1 on port 8766) on embedded
+//!   storage.
+//! * `themisdb bench`: load generator against a running server.
+
+mod bench;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "themisdb",
+    version,
+    about = "ThemisDB: a document database with a fast binary wire protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Measure a running server: ops/s and latency percentiles.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! One native wire-protocol connection.
+//!
+//! ```text
+//!   socket ──read──▶ reader (this task) ──spawn──▶ request task ──┐
+//!                      │  frame checks, handshake gate,          │ encoded frame
+//!                      │  in-flight permits, idle/handshake      ▼   + permit
+//!                      │  timeouts, shutdown                 writer task ──write──▶ socket
+//!                      └──────── errors / PONG / GOAWAY ────────▲
+//! ```
+//!
+//! Invariants:
+//! * Every frame the reader accepts first takes one of `max_in_flight` permits, and the
+//!   permit travels with its response frame until the writer has written it. When all
+//!   permits are taken the reader stops reading: backpressure, never unbounded queues,
+//!   even against a client that sends but never reads.
+//! * Before a successful handshake only PING and HANDSHAKE are served, one at a time.
+//! * Responses leave in completion order; the writer drains whatever is queued into
+//!   one `write` call.
+//! * Closing never resets the peer: the server half-closes its side, then reads and
+//!   discards until the peer closes (or a short linger ends), so errors and GOAWAY
+//!   frames reach the client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tracing::{debug, warn, Instrument};
+
+use themis_proto::envelope::{DecodeError, Decoded};
+use themis_proto::wire::{self, ErrorCode, OpCode};
+use themis_proto::{encode_frame, ErrorExt, FrameCodec, FrameError, Request};
+
+use crate::handlers;
+use crate::session::Session;
+use crate::Shared;
+
+/// Largest batch the writer hands to one `write` call.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// How long a closing connection waits for the peer to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+/// During shutdown, at most this many late requests get an explicit UNAVAILABLE answer.
+const MAX_REFUSALS_WHILE_DRAINING: usize = 1024;
+
+/// A frame on its way to the socket, holding the in-flight permit of its request.
+struct Outgoing {
+    frame: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+type Tx = mpsc::UnboundedSender<Outgoing>;
+
+/// Why the reader stopped.
+enum ReadEnd {
+    Eof { truncated: bool },
+    Io(std::io::Error),
+    Frame(FrameError),
+    Timeout,
+    Shutdown,
+}
+
+struct Reader {
+    rd: OwnedReadHalf,
+    buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl Reader {
+    /// The next complete frame's payload, or why there is none.
+    async fn next_frame(
+        &mut self,
+        deadline: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Bytes, ReadEnd> {
+        loop {
+            if let Some(payload) = self.codec.decode(&mut self.buf).map_err(ReadEnd::Frame)? {
+                return Ok(payload);
+            }
+            // Grow only towards a frame whose header the codec accepted.
+            let need = self.codec.bytes_needed(&self.buf).map_err(ReadEnd::Frame)?;
+            self.buf.reserve(need.clamp(4096, 256 * 1024));
+            tokio::select! {
+                biased;
+                _ = crate::stopped(shutdown) => return Err(ReadEnd::Shutdown),
+                _ = tokio::time::sleep_until(deadline) => return Err(ReadEnd::Timeout),
+                read = self.rd.read_buf(&mut self.buf) => match read {
+                    Ok(0) => return Err(ReadEnd::Eof { truncated: !self.buf.is_empty() }),
+                    Ok(_) => {}
+                    Err(e) => return Err(ReadEnd::Io(e)),
+                },
+            }
+        }
+    }
+
+    /// Reads and discards until the peer closes or `LINGER` passes.
+    async fn linger(&mut self) {
+        let _ = tokio::time::timeout(LINGER, async {
+            loop {
+                self.buf.clear();
+                self.buf.reserve(4096);
+                match self.rd.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Serves one connection until the peer leaves, a fatal frame error, a timeout, or
+/// server shutdown.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    debug!("connection opened");
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(wr, rx).in_current_span());
+    let mut reader = Reader {
+        rd,
+        buf: BytesMut::with_capacity(8 * 1024),
+        codec: shared.codec,
+    };
+    let max_in_flight = shared.config.wire.max_in_flight.max(1);
+    let inflight = Arc::new(Semaphore::new(max_in_flight));
+    let mut session: Option<Arc<Session>> = None;
+    let accepted_at = Instant::now();
+    let mut last_frame_at = accepted_at;
+
+    let end = loop {
+        let deadline = match session {
+            None => accepted_at + shared.config.server.handshake_timeout,
+            Some(_) => last_frame_at + shared.config.wire.idle_timeout,
+        };
+        let payload = match reader.next_frame(deadline, &mut shutdown).await {
+            Ok(payload) => payload,
+            Err(end) => break end,
+        };
+        last_frame_at = Instant::now();
+        // Take the permit before doing anything that produces a response.
+        let permit = tokio::select! {
+            permit = inflight.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break ReadEnd::Shutdown,
+            },
+            _ = crate::stopped(&mut shutdown) => {
+                refuse_shutting_down(&shared.codec, &tx, payload);
+                break ReadEnd::Shutdown;
+            }
+        };
+        let Decoded {
+            request_id,
+            request,
+        } = match Request::decode_payload(payload) {
+            Ok(decoded) => decoded,
+            Err((request_id, e)) => {
+                debug!(request_id, error = %e, "undecodable request");
+                send_frame_error(
+                    &shared.codec,
+                    &tx,
+                    request_id,
+                    decode_error(&e),
+                    Some(permit),
+                );
+                continue;
+            }
+        };
+        match (&session, request) {
+            (_, Request::Ping(ping)) => {
+                let pong = handlers::ping(&ping);
+                send(
+                    &shared.codec,
+                    &tx,
+                    OpCode::OpPong,
+                    request_id,
+                    &pong,
+                    Some(permit),
+                );
+            }
+            (None, Request::Handshake(hs)) => {
+                let span = tracing::info_span!("handshake", request_id, user = %hs.username);
+                let (resp, bound) = handlers::handshake::handle(&shared, peer, hs)
+                    .instrument(span)
+                    .await;
+                send(
+                    &shared.codec,
+                    &tx,
+                    OpCode::OpHandshake,
+                    request_id,
+                    &resp,
+                    Some(permit),
+                );
+                session = bound;
+            }
+            (Some(_), Request::Handshake(_)) => {
+                let resp = themis_proto::TypedResponse::failed(wire::Error::new(
+                    ErrorCode::ErrProtocol,
+                    "this connection is already authenticated: open a new connection to log in as another user",
+                ));
+                send::<wire::HandshakeResponse>(
+                    &shared.codec,
+                    &tx,
+                    OpCode::OpHandshake,
+                    request_id,
+                    &resp,
+                    Some(permit),
+                );
+            }
+            (None, request) => {
+                let err = wire::Error::new(
+                    ErrorCode::ErrUnauthenticated,
+                    format!(
+                        "{:?} before handshake: send OP_HANDSHAKE first (only PING and HANDSHAKE are served before it)",
+                        request.opcode()
+                    ),
+                );
+                send_frame_error(&shared.codec, &tx, request_id, err, Some(permit));
+            }
+            (Some(sess), request) => {
+                let token = handlers::session_token(&request);
+                if !token.is_empty() && token != sess.token {
+                    let err = wire::Error::new(
+                        ErrorCode::ErrUnauthenticated,
+                        "session_token does not match this connection's session: leave it empty or send the token from this connection's handshake",
+                    );
+                    send_frame_error(&shared.codec, &tx, request_id, err, Some(permit));
+                    continue;
+                }
+                spawn_request(&shared, sess.clone(), &tx, request_id, request, permit);
+            }
+        }
+    };
+
+    match end {
+        ReadEnd::Eof { truncated } => {
+            if truncated {
+                debug!("peer closed mid-frame; partial frame discarded");
+            }
+            finish(
+                reader,
+                tx,
+                writer,
+                inflight,
+                max_in_flight,
+                &shared,
+                false,
+                false,
+            )
+            .await;
+        }
+        ReadEnd::Io(e) => {
+            debug!(error = %e, "read failed");
+            finish(
+                reader,
+                tx,
+                writer,
+                inflight,
+                max_in_flight,
+                &shared,
+                false,
+                false,
+            )
+            .await;
+        }
+        ReadEnd::Frame(e) => {
+            warn!(%peer, error = %e, "closing connection after a bad frame");
+            let code = match e {
+                FrameError::TooLarge { .. } => ErrorCode::ErrMessageTooLarge,
+                FrameError::BadMagic(..) | FrameError::Empty => ErrorCode::ErrProtocol,
+            };
+            send_frame_error(
+                &shared.codec,
+                &tx,
+                0,
+                wire::Error::new(code, e.to_string()),
+                None,
+            );
+            finish(
+                reader,
+                tx,
+                writer,
+                inflight,
+                max_in_flight,
+                &shared,
+                false,
+                true,
+            )
+            .await;
+        }
+        ReadEnd::Timeout => {
+            if session.is_some() {
+                debug!("idle timeout");
+                let idle = shared.config.wire.idle_timeout.as_secs();
+                send_goaway(
+                    &shared.codec,
+                    &tx,
+                    &format!(
+                        "idle: no frame for {idle}s (send OP_PING to keep a connection alive)"
+                    ),
+                    0,
+                );
+            } else {
+                warn!(%peer, "handshake timeout");
+                let secs = shared.config.server.handshake_timeout.as_secs_f64();
+                let err = wire::Error::new(
+                    ErrorCode::ErrTimeout,
+                    format!("handshake not completed within {secs}s: send OP_HANDSHAKE right after connecting"),
+                );
+                send_frame_error(&shared.codec, &tx, 0, err, None);
+            }
+            finish(
+                reader,
+                tx,
+                writer,
+                inflight,
+                max_in_flight,
+                &shared,
+                false,
+                true,
+            )
+            .await;
+        }
+        ReadEnd::Shutdown => {
+            send_goaway(&shared.codec, &tx, "shutdown", 1000);
+            finish(
+                reader,
+                tx,
+                writer,
+                inflight,
+                max_in_flight,
+                &shared,
+                true,
+                true,
+            )
+            .await;
+        }
+    }
+    debug!("connection closed");
+}
+
+/// Waits for in-flight requests (answering late ones with UNAVAILABLE when draining for
+/// shutdown), lets the writer flush and half-close, then lingers so the peer reads
+/// everything instead of seeing a reset.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    mut reader: Reader,
+    tx: Tx,
+    writer: tokio::task::JoinHandle<()>,
+    inflight: Arc<Semaphore>,
+    max_in_flight: usize,
+    shared: &Shared,
+    refuse_late: bool,
+    linger: bool,
+) {
+    let grace = shared.config.server.shutdown_grace;
+    let all_done = inflight.acquire_many_owned(max_in_flight as u32);
+    tokio::pin!(all_done);
+    let deadline = Instant::now() + grace;
+    let mut refused = 0usize;
+    let mut reading = linger;
+    loop {
+        tokio::select! {
+            _ = &mut all_done => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                warn!("in-flight requests still running after shutdown_grace; closing anyway");
+                break;
+            }
+            read = reader.rd.read_buf(&mut reader.buf), if reading => {
+                match read {
+                    Ok(0) | Err(_) => reading = false,
+                    Ok(_) => loop {
+                        match reader.codec.decode(&mut reader.buf) {
+                            Ok(Some(payload)) if refuse_late && refused < MAX_REFUSALS_WHILE_DRAINING => {
+                                refused += 1;
+                                refuse_shutting_down(&reader.codec, &tx, payload);
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(_) => { reading = false; reader.buf.clear(); break; }
+                        }
+                    },
+                }
+                reader.buf.reserve(4096);
+            }
+        }
+    }
+    drop(tx);
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        warn!("writer did not finish in time (peer not reading?)");
+    }
+    if reading {
+        reader.linger().await;
+    }
+}
+
+fn spawn_request(
+    shared: &Arc<Shared>,
+    session: Arc<Session>,
+    tx: &Tx,
+    request_id: u64,
+    request: Request,
+    permit: OwnedSemaphorePermit,
+) {
+    let shared = shared.clone();
+    let tx = tx.clone();
+    let opcode = request.opcode();
+    let span = tracing::debug_span!("request", request_id, op = ?opcode, user = %session.username);
+    tokio::spawn(
+        async move {
+            let started = std::time::Instant::now();
+            let dispatched = std::panic::AssertUnwindSafe(handlers::dispatch(
+                &shared, &session, request_id, request,
+            ))
+            .catch_unwind()
+            .await;
+            let frame = match dispatched {
+                Ok(frame) => frame,
+                Err(_) => {
+                    tracing::error!("request handler panicked");
+                    error_frame(
+                        &shared.codec,
+                        request_id,
+                        wire::Error::new(
+                            ErrorCode::ErrInternal,
+                            "internal error while handling the request; the server logged it",
+                        ),
+                    )
+                }
+            };
+            debug!(elapsed_us = started.elapsed().as_micros() as u64, "done");
+            let _ = tx.send(Outgoing {
+                frame,
+                _permit: Some(permit),
+            });
+        }
+        .instrument(span),
+    );
+}
+
+/// Drains whatever is queued into one buffer per `write` call; half-closes at the end.
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut written: Vec<Outgoing> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        buf.extend_from_slice(&first.frame);
+        written.push(first);
+        while buf.len() < WRITE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    buf.extend_from_slice(&next.frame);
+                    written.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            debug!(error = %e, "write failed; dropping the rest");
+            return;
+        }
+        buf.clear();
+        // Releases the in-flight permits of everything just written.
+        written.clear();
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Encodes a typed response; a response over `max_frame_bytes` becomes an
+/// `ERR_MESSAGE_TOO_LARGE` error for that request.
+pub(crate) fn response_frame<M: Message>(
+    codec: &FrameCodec,
+    opcode: OpCode,
+    request_id: u64,
+    msg: &M,
+) -> Bytes {
+    let mut buf = BytesMut::new();
+    match encode_frame(codec, opcode, request_id, msg, &mut buf) {
+        Ok(()) => buf.freeze(),
+        Err(e) => error_frame(
+            codec,
+            request_id,
+            wire::Error::new(
+                ErrorCode::ErrMessageTooLarge,
+                format!("response too large to send: {e}; ask for fewer documents per request"),
+            ),
+        ),
+    }
+}
+
+pub(crate) fn error_frame(codec: &FrameCodec, request_id: u64, err: wire::Error) -> Bytes {
+    let mut buf = BytesMut::new();
+    // An Error message is small, but its text comes from elsewhere: truncate rather
+    // than fail if a limit were ever lower than it.
+    let mut err = err;
+    if encode_frame(codec, OpCode::OpError, request_id, &err, &mut buf).is_err() {
+        err.message.truncate(256);
+        buf.clear();
+        let _ = encode_frame(codec, OpCode::OpError, request_id, &err, &mut buf);
+    }
+    buf.freeze()
+}
+
+fn send<M: Message>(
+    codec: &FrameCodec,
+    tx: &Tx,
+    opcode: OpCode,
+    request_id: u64,
+    msg: &M,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let _ = tx.send(Outgoing {
+        frame: response_frame(codec, opcode, request_id, msg),
+        _permit: permit,
+    });
+}
+
+fn send_frame_error(
+    codec: &FrameCodec,
+    tx: &Tx,
+    request_id: u64,
+    err: wire::Error,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let _ = tx.send(Outgoing {
+        frame: error_frame(codec, request_id, err),
+        _permit: permit,
+    });
+}
+
+fn send_goaway(codec: &FrameCodec, tx: &Tx, reason: &str, reconnect_after_ms: u64) {
+    let goaway = wire::GoAway {
+        reason: reason.to_string(),
+        reconnect_after_ms,
+    };
+    send(codec, tx, OpCode::OpGoaway, 0, &goaway, None);
+}
+
+/// Answers a request that arrived after GOAWAY: not executed, safe to retry elsewhere.
+fn refuse_shutting_down(codec: &FrameCodec, tx: &Tx, payload: Bytes) {
+    let request_id = wire::Envelope::decode(payload)
+        .map(|e| e.request_id)
+        .unwrap_or(0);
+    let err = wire::Error::retryable(
+        ErrorCode::ErrUnavailable,
+        "server is shutting down: the request was not executed; retry on a new connection",
+        1000,
+    );
+    send_frame_error(codec, tx, request_id, err, None);
+}
+
+fn decode_error(e: &DecodeError) -> wire::Error {
+    let code = match e {
+        DecodeError::UnknownOpcode(_) => ErrorCode::ErrUnknownOpcode,
+        DecodeError::Envelope(_) | DecodeError::ServerOnly(_) | DecodeError::Body { .. } => {
+            ErrorCode::ErrProtocol
+        }
+    };
+    wire::Error::new(code, e.to_string())
+}
+
+/// Writes one `OP_ERROR` to a connection that will not be served, then closes it
+/// without resetting the peer.
+pub(crate) async fn send_error_and_close(
+    stream: TcpStream,
+    codec: &FrameCodec,
+    request_id: u64,
+    err: wire::Error,
+) {
+    let (rd, mut wr) = stream.into_split();
+    let frame = error_frame(codec, request_id, err);
+    let _ = tokio::time::timeout(LINGER, wr.write_all(&frame)).await;
+    let _ = wr.shutdown().await;
+    let mut reader = Reader {
+        rd,
+        buf: BytesMut::new(),
+        codec: *codec,
+    };
+    reader.linger().await;
+}

@@ -1,0 +1,137 @@
+//! Opcode handlers: one module per family, each turning a typed request into its typed
+//! response.
+//!
+//! The contract's error rule lives here: a request that reached its handler and failed
+//! is answered with its own typed response (`success = false`, `error_message`,
+//! `error` in field 15); [`dispatch`] only produces `OP_ERROR` for opcodes this server
+//! version has no handler for.
+
+pub mod admin;
+pub mod documents;
+pub mod handshake;
+
+use bytes::Bytes;
+use themis_proto::wire::{self, ErrorCode, OpCode};
+use themis_proto::{ErrorExt, Request, TypedResponse};
+use themis_storage::StorageError;
+
+use crate::connection::{error_frame, response_frame};
+use crate::session::{now_ms, Session};
+use crate::Shared;
+
+/// Runs an authenticated request and returns its encoded response frame.
+pub(crate) async fn dispatch(
+    shared: &Shared,
+    session: &Session,
+    request_id: u64,
+    request: Request,
+) -> Bytes {
+    let codec = &shared.codec;
+    let op = request.opcode();
+    match request {
+        Request::Create(r) => {
+            response_frame(codec, op, request_id, &documents::create(shared, session, r).await)
+        }
+        Request::Read(r) => response_frame(codec, op, request_id, &documents::read(shared, session, r)),
+        Request::Update(r) => {
+            response_frame(codec, op, request_id, &documents::update(shared, session, r).await)
+        }
+        Request::Delete(r) => {
+            response_frame(codec, op, request_id, &documents::delete(shared, session, r).await)
+        }
+        Request::Admin(r) => response_frame(codec, op, request_id, &admin::handle(shared, session, r).await),
+        Request::Ping(p) => response_frame(codec, OpCode::OpPong, request_id, &ping(&p)),
+        Request::Query(_)
+        | Request::CursorNext(_)
+        | Request::CursorClose(_)
+        | Request::BeginTx(_)
+        | Request::CommitTx(_)
+        | Request::RollbackTx(_)
+        | Request::Subscribe(_)
+        | Request::Unsubscribe(_)
+        | Request::Handshake(_) => error_frame(
+            codec,
+            request_id,
+            wire::Error::new(
+                ErrorCode::ErrUnknownOpcode,
+                format!(
+                    "{op:?} is not served by this server version ({}); ServerInfo.features lists what is",
+                    crate::SERVER_VERSION
+                ),
+            ),
+        ),
+    }
+}
+
+pub(crate) fn ping(ping: &wire::Ping) -> wire::Pong {
+    wire::Pong {
+        timestamp_ms: ping.timestamp_ms,
+        server_time_ms: now_ms(),
+    }
+}
+
+/// The `session_token` field of any request.
+pub(crate) fn session_token(request: &Request) -> &str {
+    match request {
+        Request::Handshake(r) => &r.session_token,
+        Request::Create(r) => &r.session_token,
+        Request::Read(r) => &r.session_token,
+        Request::Update(r) => &r.session_token,
+        Request::Delete(r) => &r.session_token,
+        Request::Query(r) => &r.session_token,
+        Request::BeginTx(r) => &r.session_token,
+        Request::CommitTx(r) => &r.session_token,
+        Request::RollbackTx(r) => &r.session_token,
+        Request::Subscribe(r) => &r.session_token,
+        Request::Unsubscribe(r) => &r.session_token,
+        Request::Ping(_) => "",
+        Request::CursorNext(r) => &r.session_token,
+        Request::CursorClose(r) => &r.session_token,
+        Request::Admin(r) => &r.session_token,
+    }
+}
+
+/// The request's database, or the connection's default when the field is empty.
+pub(crate) fn database<'a>(requested: &'a str, session: &'a Session) -> &'a str {
+    if requested.is_empty() {
+        &session.database
+    } else {
+        requested
+    }
+}
+
+/// Maps a storage error onto the wire error with the same meaning.
+pub(crate) fn storage_error(e: StorageError) -> wire::Error {
+    let code = match &e {
+        StorageError::NotFound(_) => ErrorCode::ErrNotFound,
+        StorageError::Conflict(_) => ErrorCode::ErrConflict,
+        StorageError::InvalidArgument(_) => ErrorCode::ErrInvalidArgument,
+        _ => ErrorCode::ErrInternal,
+    };
+    if code == ErrorCode::ErrInternal {
+        tracing::error!(error = %e, "storage failure");
+    }
+    wire::Error::new(code, e.to_string())
+}
+
+/// A typed failure response for `e`.
+pub(crate) fn fail<R: TypedResponse>(e: wire::Error) -> R {
+    R::failed(e)
+}
+
+pub(crate) fn invalid<R: TypedResponse>(message: impl Into<String>) -> R {
+    R::failed(wire::Error::new(ErrorCode::ErrInvalidArgument, message))
+}
+
+/// Transactions arrive with a later server version; a request that names one must not
+/// silently run outside it.
+pub(crate) fn reject_transaction<R: TypedResponse>(transaction_id: &str) -> Option<R> {
+    (!transaction_id.is_empty()).then(|| {
+        R::failed(wire::Error::new(
+            ErrorCode::ErrTransaction,
+            format!(
+                "transaction '{transaction_id}' not found: this server version does not support transactions yet (leave transaction_id empty)"
+            ),
+        ))
+    })
+}

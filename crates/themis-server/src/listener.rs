@@ -1,0 +1,187 @@
+//! Accepting connections, the connection cap, and graceful shutdown.
+//!
+//! The listener owns a semaphore of `max_connections` permits. A connection that finds
+//! none left is told so with one `OP_ERROR ERR_RESOURCE_EXHAUSTED` frame and closed;
+//! everyone already connected keeps being served.
+//!
+//! Shutdown is a `watch` flag every connection listens to: on it the listener stops
+//! accepting, each connection sends `OP_GOAWAY shutdown`, finishes its in-flight
+//! requests, and closes; then storage is flushed. [`ServerHandle::shutdown`] returns
+//! once all of that is done (or `shutdown_grace` ran out).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{info, warn, Instrument};
+
+use themis_proto::wire::{self, ErrorCode};
+use themis_proto::{ErrorExt, FrameCodec};
+use themis_storage::DocumentStore;
+
+use crate::connection::{self, send_error_and_close};
+use crate::session::SessionRegistry;
+use crate::{parse_bind, store_options, Config, Shared, StartError, StartOptions};
+
+/// A configured server, ready to [`Server::start`].
+pub struct Server;
+
+/// A running server. Dropping it does not stop the server; call [`Self::shutdown`].
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    store: Arc<DocumentStore>,
+}
+
+impl Server {
+    /// Opens storage, creates the `root` user on first start, binds the listener and
+    /// starts serving in the background.
+    pub async fn start(config: Config, opts: StartOptions) -> Result<ServerHandle, StartError> {
+        let addr = parse_bind(&config)?;
+        let data_dir = config.server.data_dir.display().to_string();
+        let store =
+            DocumentStore::open(store_options(&config)).map_err(|source| StartError::Storage {
+                path: data_dir.clone(),
+                source,
+            })?;
+        let store = Arc::new(store);
+        crate::session::bootstrap_root(&store, &config, opts.root_password)
+            .await
+            .map_err(StartError::Bootstrap)?;
+
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+
+        let node_id = config
+            .server
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("themis-{}", local_addr.port()));
+        let shared = Arc::new(Shared {
+            codec: FrameCodec::new(config.wire.max_frame_bytes),
+            sessions: SessionRegistry::new(config.server.session_ttl),
+            store: store.clone(),
+            node_id,
+            config,
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
+        info!(%local_addr, data_dir, "ThemisDB wire protocol v1 listening");
+        Ok(ServerHandle {
+            local_addr,
+            shutdown_tx,
+            task,
+            store,
+        })
+    }
+}
+
+impl ServerHandle {
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The storage engine this server writes to.
+    pub fn store(&self) -> &Arc<DocumentStore> {
+        &self.store
+    }
+
+    /// Graceful shutdown: stop accepting, GOAWAY every connection, let in-flight
+    /// requests finish, close, then flush storage.
+    pub async fn shutdown(self) -> Result<(), themis_storage::StorageError> {
+        let _ = self.shutdown_tx.send(true);
+        if let Err(e) = self.task.await {
+            warn!(error = %e, "listener task ended abnormally");
+        }
+        self.store.flush().await
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(shared.config.wire.max_connections));
+    let mut connections = JoinSet::new();
+    let conn_shutdown = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = crate::stopped(&mut shutdown) => break,
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                match limit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let shared = shared.clone();
+                        let shutdown = conn_shutdown.clone();
+                        let span = tracing::debug_span!("conn", %peer);
+                        connections.spawn(
+                            async move {
+                                connection::serve(stream, peer, shared, shutdown).await;
+                                drop(permit);
+                            }
+                            .instrument(span),
+                        );
+                    }
+                    Err(_) => {
+                        let max = shared.config.wire.max_connections;
+                        warn!(%peer, max, "connection refused: max_connections reached");
+                        connections.spawn(refuse(stream, shared.codec, max));
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    let grace = shared.config.server.shutdown_grace;
+    info!(
+        open = connections.len(),
+        "shutting down: draining connections"
+    );
+    let drained = tokio::time::timeout(grace + Duration::from_secs(2), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            remaining = connections.len(),
+            "shutdown grace expired; closing remaining connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+async fn refuse(stream: TcpStream, codec: FrameCodec, max: usize) {
+    let err = wire::Error::retryable(
+        ErrorCode::ErrResourceExhausted,
+        format!(
+            "server is at max_connections ({max}): retry later, reuse connections (each one multiplexes many requests), or raise [wire_protocol] max_connections"
+        ),
+        1000,
+    );
+    send_error_and_close(stream, &codec, 0, err).await;
+}

@@ -1,0 +1,200 @@
+//! Users, password checks and session tokens.
+//!
+//! Passwords are stored only as bcrypt hashes (in the storage meta space). A successful
+//! handshake creates a session: a random 256-bit token bound to a user and a default
+//! database, valid for `session_ttl`. A client that reconnects may present the token
+//! instead of credentials. Sessions live in memory: after a server restart a client
+//! authenticates again with its credentials.
+//!
+//! bcrypt is deliberately slow, so checks run on the blocking pool, never on a tokio
+//! worker. An unknown user costs the same bcrypt work as a wrong password, so response
+//! time does not reveal which users exist.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::distr::{Alphanumeric, SampleString};
+use rand::RngCore;
+use themis_storage::{DocumentStore, UserRecord};
+use tracing::{info, warn};
+
+use crate::Config;
+
+/// The superuser created on first start.
+pub const ROOT_USER: &str = "root";
+/// File in the data directory holding a generated root password (mode 0600).
+pub const ROOT_PASSWORD_FILE: &str = "root-password";
+
+/// An authenticated principal bound to a connection.
+#[derive(Debug)]
+pub struct Session {
+    pub token: String,
+    pub username: String,
+    pub database: String,
+    pub expires_at_ms: u64,
+}
+
+/// Live sessions by token.
+pub struct SessionRegistry {
+    ttl: Duration,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SessionRegistry {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        // A panic while holding this lock leaves the map consistent (single inserts
+        // and removes), so a poisoned lock is safe to keep using.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a session for `username` with default database `database`.
+    pub fn create(&self, username: &str, database: &str) -> Arc<Session> {
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let session = Arc::new(Session {
+            token: hex::encode(raw),
+            username: username.to_string(),
+            database: database.to_string(),
+            expires_at_ms: now_ms().saturating_add(self.ttl.as_millis() as u64),
+        });
+        let mut map = self.lock();
+        let now = now_ms();
+        map.retain(|_, s| s.expires_at_ms > now);
+        map.insert(session.token.clone(), session.clone());
+        session
+    }
+
+    /// The live session with this token, if any.
+    pub fn resume(&self, token: &str) -> Option<Arc<Session>> {
+        let mut map = self.lock();
+        let session = map.get(token)?.clone();
+        if session.expires_at_ms <= now_ms() {
+            map.remove(token);
+            return None;
+        }
+        Some(session)
+    }
+}
+
+/// Checks `password` against `username`'s stored hash on the blocking pool.
+pub(crate) async fn verify_password(
+    store: &Arc<DocumentStore>,
+    username: &str,
+    password: &str,
+    cost: u32,
+) -> Result<bool, String> {
+    static DUMMY_HASH: OnceLock<String> = OnceLock::new();
+    let user = store.get_user(username).map_err(|e| e.to_string())?;
+    let password = password.to_string();
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || {
+        // An unknown user is checked against a hash of a random password, so it costs
+        // the same bcrypt work as a wrong password.
+        let hash = stored.unwrap_or_else(|| {
+            DUMMY_HASH
+                .get_or_init(|| {
+                    let random = Alphanumeric.sample_string(&mut rand::rng(), 24);
+                    bcrypt::hash(random, cost).unwrap_or_default()
+                })
+                .clone()
+        });
+        bcrypt::verify(password, &hash).unwrap_or(false)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(ok && user.is_some())
+}
+
+/// Hashes a password with the configured bcrypt cost, on the blocking pool.
+pub(crate) async fn hash_password(password: &str, cost: u32) -> Result<String, String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Creates the `root` superuser when it does not exist yet (first start on an empty
+/// data directory). Its password is `root_password` (from `THEMIS_ROOT_PASSWORD`), or
+/// generated, printed once on stderr and written to `<data_dir>/root-password` (0600).
+pub(crate) async fn bootstrap_root(
+    store: &Arc<DocumentStore>,
+    config: &Config,
+    root_password: Option<String>,
+) -> Result<(), String> {
+    if store
+        .get_user(ROOT_USER)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let (password, generated) = match root_password.filter(|p| !p.is_empty()) {
+        Some(p) => (p, false),
+        None => (Alphanumeric.sample_string(&mut rand::rng(), 24), true),
+    };
+    let record = UserRecord {
+        name: ROOT_USER.to_string(),
+        password_hash: hash_password(&password, config.server.bcrypt_cost).await?,
+        roles: serde_json::json!({ "superuser": true }),
+        created_at_ms: now_ms(),
+    };
+    if generated {
+        let path = config.server.data_dir.join(ROOT_PASSWORD_FILE);
+        write_secret_file(&path, &password)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!(
+            "\n  ThemisDB created user 'root' with generated password: {password}\n  \
+             (also saved to {}, readable only by you; store it safely, then delete that file.\n  \
+             Set THEMIS_ROOT_PASSWORD before the first start to choose it yourself.)\n",
+            path.display()
+        );
+        info!(file = %path.display(), "created user 'root' with a generated password");
+    } else {
+        info!("created user 'root' with the password from THEMIS_ROOT_PASSWORD");
+    }
+    store.put_user(&record).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The file may have existed with wider permissions.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(f, "{secret}")?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            warn!(error = %e, "could not sync the data directory");
+        }
+    }
+    Ok(())
+}

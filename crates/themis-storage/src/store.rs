@@ -1,0 +1,705 @@
+//! `DocumentStore`: databases, collections and JSON documents on a [`KvEngine`].
+//!
+//! Shared as `Arc<DocumentStore>` by the server's tokio tasks. Reads are plain
+//! synchronous functions on a fresh snapshot. Writes are `async fn`s that run one
+//! optimistic transaction synchronously (retrying it on conflict), then await the
+//! group commit, so a write is acknowledged only once durable and the awaiting task
+//! does not hold a tokio worker during the fsync.
+//!
+//! Invariants:
+//! * every write of a request is one transaction: all of it or none of it;
+//! * a write transaction reads the catalog records it depends on, so a concurrent
+//!   drop of the database or collection makes it conflict and retry (then fail
+//!   cleanly) instead of writing under a dropped id;
+//! * read-modify-write operations (update, the unique-key check of insert, id
+//!   allocation) retry on conflict, up to [`MAX_TX_ATTEMPTS`] times, so concurrent
+//!   updates of one document never lose one another;
+//! * a dropped database or collection is gone from the catalog atomically with the
+//!   drop; its documents are then deleted in chunks (see `catalog.rs` for why a crash
+//!   in between cannot resurrect them).
+//!
+//! Costs paid on the calling thread (a tokio worker, for the server): a conflict
+//! retry backs off with a sleep of at most a few milliseconds, and the purge after a
+//! drop deletes the dropped documents before the drop call returns (in transactions
+//! of 1000 deletes, no fsync). Moving purges to a background thread is a later step.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::catalog::{
+    allocate_id, coll_docs_prefix, coll_key, coll_prefix, collection_not_found, corrupt,
+    db_docs_prefix, db_key, decode_json, doc_key, encode_json, now_ms, read_collection,
+    read_database, require_collection, require_database, tagged, CollectionEntry, DatabaseEntry,
+    DB_TAG, PURGE_TAG, SYSTEM_DATABASE,
+};
+use crate::document::{apply_update, compose, parse_object, prepare_insert, stored_rev};
+use crate::error::{KvError, Result, StorageError};
+use crate::fjall_engine::FjallEngine;
+use crate::group_commit::{GroupCommitter, SyncMode, SyncStats};
+use crate::kv::{KvEngine, KvTx, Space};
+use crate::names::{validate_key, validate_lookup_name, validate_name};
+use crate::revision::{encode_revision, RevisionClock};
+use crate::UpdateMode;
+
+/// How many times a write transaction is attempted before giving up on conflicts.
+pub const MAX_TX_ATTEMPTS: u32 = 64;
+
+/// Documents deleted per transaction when purging a dropped collection or database.
+const PURGE_CHUNK: usize = 1000;
+
+/// Default block cache size: 64 MiB.
+pub const DEFAULT_CACHE_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How to open a [`DocumentStore`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Data directory (created if missing).
+    pub path: PathBuf,
+    /// When writes are synced before being acknowledged.
+    pub sync: SyncMode,
+    /// Block cache size in bytes.
+    pub cache_size_bytes: u64,
+}
+
+impl StoreOptions {
+    /// Defaults: [`SyncMode::Always`], a 64 MiB cache.
+    pub fn new(path: impl Into<PathBuf>) -> StoreOptions {
+        StoreOptions {
+            path: path.into(),
+            sync: SyncMode::Always,
+            cache_size_bytes: DEFAULT_CACHE_SIZE_BYTES,
+        }
+    }
+}
+
+/// A collection as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectionInfo {
+    /// Collection name.
+    pub name: String,
+    /// Never-reused numeric id.
+    pub id: u64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// Size of a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectionStats {
+    /// Collection name.
+    pub name: String,
+    /// Number of documents.
+    pub count: u64,
+    /// Sum of the stored documents' sizes in bytes (JSON, before compression).
+    pub data_bytes: u64,
+}
+
+/// Identity of a written document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocMeta {
+    /// `_key`.
+    pub key: String,
+    /// The new `_rev`.
+    pub rev: String,
+}
+
+/// Result of a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DeleteOutcome {
+    /// Documents deleted.
+    pub deleted: u64,
+    /// Keys that named no document (not an error).
+    pub not_found: Vec<String>,
+}
+
+/// The document store. See the module doc.
+pub struct DocumentStore {
+    pub(crate) engine: Arc<dyn KvEngine>,
+    clock: RevisionClock,
+    committer: GroupCommitter,
+    conflict_retries: AtomicU64,
+}
+
+fn backoff(attempt: u32) {
+    if attempt < 3 {
+        std::thread::yield_now();
+        return;
+    }
+    // Jitter from the clock's low bits keeps retrying writers from colliding in
+    // lockstep; the cap keeps the worst case at a few milliseconds.
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()) % 64)
+        .unwrap_or(0);
+    let micros = (10u64 << attempt.min(8)) + jitter;
+    std::thread::sleep(Duration::from_micros(micros));
+}
+
+fn in_batch(count: usize, index: usize, msg: String) -> String {
+    if count > 1 {
+        format!("document at position {index} of the batch (counting from 0): {msg}")
+    } else {
+        msg
+    }
+}
+
+impl DocumentStore {
+    /// Opens the store on fjall in `opts.path`, creating the `_system` database on the
+    /// first start and finishing any purge a crash interrupted.
+    pub fn open(opts: StoreOptions) -> Result<DocumentStore> {
+        std::fs::create_dir_all(&opts.path).map_err(|e| {
+            StorageError::Internal(format!(
+                "cannot create the data directory {}: {e}; check the path and its permissions",
+                opts.path.display()
+            ))
+        })?;
+        let engine = FjallEngine::open(
+            &opts.path,
+            opts.cache_size_bytes,
+            opts.sync == SyncMode::Never,
+        )
+        .map_err(|e| {
+            StorageError::Internal(format!(
+                "cannot open the store in {}: {e}; check that no other server uses this \
+                 data directory and that it is readable and writable",
+                opts.path.display()
+            ))
+        })?;
+        let store = DocumentStore::with_engine(Arc::new(engine), opts.sync)?;
+        tracing::info!(path = %opts.path.display(), sync = ?opts.sync, "document store open");
+        Ok(store)
+    }
+
+    /// Builds the store on any [`KvEngine`].
+    pub fn with_engine(engine: Arc<dyn KvEngine>, sync: SyncMode) -> Result<DocumentStore> {
+        let clock = RevisionClock::load(engine.clone())?;
+        let committer = GroupCommitter::start(engine.clone(), sync)?;
+        let store = DocumentStore {
+            engine,
+            clock,
+            committer,
+            conflict_retries: AtomicU64::new(0),
+        };
+        let created = store.run_tx("creating the _system database", |tx| {
+            if read_database(&*tx, SYSTEM_DATABASE)?.is_some() {
+                return Ok(false);
+            }
+            let id = allocate_id(tx)?;
+            let entry = DatabaseEntry {
+                id,
+                created_at_ms: now_ms(),
+            };
+            tx.put(Space::Meta, &db_key(SYSTEM_DATABASE), encode_json(&entry)?)?;
+            Ok(true)
+        })?;
+        if created {
+            store.engine.persist()?;
+            tracing::info!("created the _system database");
+        }
+        store.finish_pending_purges()?;
+        Ok(store)
+    }
+
+    /// Runs `body` in a transaction and commits it, retrying on conflict.
+    pub(crate) fn run_tx<T>(
+        &self,
+        what: &str,
+        mut body: impl FnMut(&mut dyn KvTx) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            let mut tx = self.engine.begin()?;
+            let out = body(tx.as_mut())?;
+            match tx.commit() {
+                Ok(()) => return Ok(out),
+                Err(KvError::Conflict) if attempt + 1 < MAX_TX_ATTEMPTS => {
+                    attempt += 1;
+                    self.conflict_retries.fetch_add(1, Ordering::Relaxed);
+                    backoff(attempt);
+                }
+                Err(KvError::Conflict) => {
+                    return Err(StorageError::Conflict(format!(
+                        "{what} conflicted with concurrent writes {MAX_TX_ATTEMPTS} times in a \
+                         row; retry the request"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits until everything committed so far (at least this caller's commit) is
+    /// durable, as the configured [`SyncMode`] defines it.
+    pub(crate) async fn durable(&self) -> Result<()> {
+        self.committer.enqueue().wait().await
+    }
+
+    /// Syncs everything committed so far to disk, whatever the [`SyncMode`]. Used at
+    /// graceful shutdown.
+    pub async fn flush(&self) -> Result<()> {
+        self.committer.flush().wait().await
+    }
+
+    /// Group-commit counters.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.committer.stats()
+    }
+
+    /// How many write transactions were rerun after an optimistic conflict.
+    pub fn conflict_retries(&self) -> u64 {
+        self.conflict_retries.load(Ordering::Relaxed)
+    }
+
+    /// The configured sync mode.
+    pub fn sync_mode(&self) -> SyncMode {
+        self.committer.mode()
+    }
+
+    // ---- databases ---------------------------------------------------------------
+
+    /// Names of all databases, sorted, `_system` included.
+    pub fn list_databases(&self) -> Result<Vec<String>> {
+        let snap = self.engine.snapshot()?;
+        let mut names = Vec::new();
+        for item in snap.scan_prefix(Space::Meta, &[DB_TAG]) {
+            let (k, _) = item?;
+            let name = k
+                .get(1..)
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .ok_or_else(|| corrupt("a database catalog key", "not UTF-8"))?;
+            names.push(name.to_string());
+        }
+        Ok(names)
+    }
+
+    /// Creates a database. An existing name is a `Conflict`.
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        validate_name("database", name)?;
+        self.run_tx("creating a database", |tx| {
+            if read_database(&*tx, name)?.is_some() {
+                return Err(StorageError::Conflict(format!(
+                    "database '{name}' already exists: choose another name or use the existing one"
+                )));
+            }
+            let id = allocate_id(tx)?;
+            let entry = DatabaseEntry {
+                id,
+                created_at_ms: now_ms(),
+            };
+            tx.put(Space::Meta, &db_key(name), encode_json(&entry)?)
+                .map_err(Into::into)
+        })?;
+        self.durable().await
+    }
+
+    /// Drops a database with all its collections and documents. `_system` cannot be
+    /// dropped.
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        validate_lookup_name("database", name)?;
+        if name == SYSTEM_DATABASE {
+            return Err(StorageError::InvalidArgument(
+                "database '_system' cannot be dropped: it holds the server's own data".to_string(),
+            ));
+        }
+        let db_id = self.run_tx("dropping a database", |tx| {
+            let d = require_database(&*tx, name)?;
+            // Scanning the collection range puts it in the read set: a collection
+            // created concurrently in this database makes one of us retry.
+            let mut coll_keys = Vec::new();
+            for item in tx.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
+                coll_keys.push(item?.0);
+            }
+            for k in &coll_keys {
+                tx.delete(Space::Meta, k)?;
+            }
+            tx.delete(Space::Meta, &db_key(name))?;
+            tx.put(
+                Space::Meta,
+                &tagged(PURGE_TAG, &db_docs_prefix(d.id)),
+                Bytes::new(),
+            )?;
+            Ok(d.id)
+        })?;
+        self.durable().await?;
+        self.purge_logged(&db_docs_prefix(db_id));
+        Ok(())
+    }
+
+    // ---- collections -------------------------------------------------------------
+
+    /// Collections of `db`, sorted by name.
+    pub fn list_collections(&self, db: &str) -> Result<Vec<CollectionInfo>> {
+        validate_lookup_name("database", db)?;
+        let snap = self.engine.snapshot()?;
+        let d = require_database(snap.as_ref(), db)?;
+        let mut out = Vec::new();
+        for item in snap.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
+            let (_, v) = item?;
+            let c: CollectionEntry = decode_json("a collection catalog record", &v)?;
+            out.push(CollectionInfo {
+                name: c.name,
+                id: c.id,
+                created_at_ms: c.created_at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates a collection in `db`. An existing name is a `Conflict`.
+    pub async fn create_collection(&self, db: &str, name: &str) -> Result<CollectionInfo> {
+        validate_lookup_name("database", db)?;
+        validate_name("collection", name)?;
+        let c = self.run_tx("creating a collection", |tx| {
+            let d = require_database(&*tx, db)?;
+            if read_collection(&*tx, d.id, name)?.is_some() {
+                return Err(StorageError::Conflict(format!(
+                    "collection '{name}' already exists in database '{db}': choose another \
+                     name or use the existing one"
+                )));
+            }
+            new_collection(tx, d.id, name)
+        })?;
+        self.durable().await?;
+        Ok(CollectionInfo {
+            name: c.name,
+            id: c.id,
+            created_at_ms: c.created_at_ms,
+        })
+    }
+
+    /// Drops a collection and its documents.
+    pub async fn drop_collection(&self, db: &str, name: &str) -> Result<()> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", name)?;
+        let prefix = self.run_tx("dropping a collection", |tx| {
+            let (d, c) = require_collection(&*tx, db, name)?;
+            tx.delete(Space::Meta, &coll_key(d.id, name))?;
+            let prefix = coll_docs_prefix(d.id, c.id);
+            tx.put(Space::Meta, &tagged(PURGE_TAG, &prefix), Bytes::new())?;
+            Ok(prefix)
+        })?;
+        self.durable().await?;
+        self.purge_logged(&prefix);
+        Ok(())
+    }
+
+    /// Document count and stored size of a collection (a full prefix scan).
+    pub fn collection_stats(&self, db: &str, name: &str) -> Result<CollectionStats> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", name)?;
+        let snap = self.engine.snapshot()?;
+        let (d, c) = require_collection(snap.as_ref(), db, name)?;
+        let mut count = 0u64;
+        let mut data_bytes = 0u64;
+        for item in snap.scan_prefix(Space::Docs, &coll_docs_prefix(d.id, c.id)) {
+            let (_, v) = item?;
+            count += 1;
+            data_bytes += v.len() as u64;
+        }
+        Ok(CollectionStats {
+            name: name.to_string(),
+            count,
+            data_bytes,
+        })
+    }
+
+    // ---- documents ---------------------------------------------------------------
+
+    /// Inserts documents (raw JSON objects) atomically: all or none. A missing
+    /// collection is created when `auto_create` is set.
+    pub async fn insert(
+        &self,
+        db: &str,
+        coll: &str,
+        docs: Vec<Bytes>,
+        auto_create: bool,
+    ) -> Result<Vec<DocMeta>> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", coll)?;
+        let count = docs.len();
+        let mut prepared = Vec::with_capacity(count);
+        for (i, raw) in docs.iter().enumerate() {
+            let p = prepare_insert(raw)
+                .map_err(|m| StorageError::InvalidArgument(in_batch(count, i, m)))?;
+            prepared.push(p);
+        }
+        drop(docs);
+        let metas = self.run_tx("inserting documents", |tx| {
+            let d = require_database(&*tx, db)?;
+            let c = match read_collection(&*tx, d.id, coll)? {
+                Some(c) => c,
+                None if auto_create => {
+                    validate_name("collection", coll)?;
+                    new_collection(tx, d.id, coll)?
+                }
+                None => return Err(collection_not_found(db, coll)),
+            };
+            let mut metas = Vec::with_capacity(prepared.len());
+            for (i, p) in prepared.iter().enumerate() {
+                let tick = self.clock.tick()?;
+                let key = p.key.clone().unwrap_or_else(|| tick.to_string());
+                let dk = doc_key(d.id, c.id, &key);
+                // The read also makes a concurrent insert of the same key conflict;
+                // it sees this bulk's own earlier writes, so duplicates within the
+                // bulk are caught too.
+                if tx.get(Space::Docs, &dk)?.is_some() {
+                    return Err(StorageError::Conflict(in_batch(
+                        count,
+                        i,
+                        format!(
+                            "unique constraint violated: document with _key '{key}' already \
+                             exists in collection '{coll}'; choose another _key or update \
+                             the existing document"
+                        ),
+                    )));
+                }
+                let rev = encode_revision(tick);
+                tx.put(Space::Docs, &dk, compose(coll, &key, &rev, &p.rest))?;
+                metas.push(DocMeta { key, rev });
+            }
+            Ok(metas)
+        })?;
+        self.durable().await?;
+        Ok(metas)
+    }
+
+    /// Reads documents by key; positions of missing documents are `None`. The bytes
+    /// are the stored JSON, ready for the wire.
+    pub fn get(&self, db: &str, coll: &str, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", coll)?;
+        for k in keys {
+            validate_key(k)?;
+        }
+        let snap = self.engine.snapshot()?;
+        let (d, c) = require_collection(snap.as_ref(), db, coll)?;
+        keys.iter()
+            .map(|k| {
+                snap.get(Space::Docs, &doc_key(d.id, c.id, k))
+                    .map_err(Into::into)
+            })
+            .collect()
+    }
+
+    /// Updates one document (see [`UpdateMode`]); `_rev` always changes.
+    /// `if_revision` makes it conditional on the current `_rev`.
+    pub async fn update(
+        &self,
+        db: &str,
+        coll: &str,
+        key: &str,
+        body: Bytes,
+        mode: UpdateMode,
+        if_revision: Option<&str>,
+    ) -> Result<DocMeta> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", coll)?;
+        validate_key(key)?;
+        let patch = parse_object(&body).map_err(StorageError::InvalidArgument)?;
+        drop(body);
+        let meta = self.run_tx("updating a document", |tx| {
+            let (d, c) = require_collection(&*tx, db, coll)?;
+            let dk = doc_key(d.id, c.id, key);
+            let stored = tx.get(Space::Docs, &dk)?.ok_or_else(|| {
+                StorageError::NotFound(format!(
+                    "document '{key}' not found in collection '{coll}' of database '{db}'; \
+                     insert it first"
+                ))
+            })?;
+            let mut current = parse_object(&stored).map_err(|m| corrupt("a stored document", m))?;
+            if let Some(expected) = if_revision {
+                let actual = current.get("_rev").and_then(|v| v.as_str()).unwrap_or("");
+                if actual != expected {
+                    return Err(revision_mismatch(coll, key, expected, actual));
+                }
+            }
+            let rest = apply_update(&mut current, patch.clone(), mode)
+                .map_err(StorageError::InvalidArgument)?;
+            let tick = self.clock.tick()?;
+            let rev = encode_revision(tick);
+            tx.put(Space::Docs, &dk, compose(coll, key, &rev, &rest))?;
+            Ok(DocMeta {
+                key: key.to_string(),
+                rev,
+            })
+        })?;
+        self.durable().await?;
+        Ok(meta)
+    }
+
+    /// Deletes documents atomically. Missing keys are reported, not an error. With
+    /// `if_revision`, every document found must have that `_rev`, else nothing is
+    /// deleted and the result is a `Conflict`.
+    pub async fn delete(
+        &self,
+        db: &str,
+        coll: &str,
+        keys: &[String],
+        if_revision: Option<&str>,
+    ) -> Result<DeleteOutcome> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", coll)?;
+        for k in keys {
+            validate_key(k)?;
+        }
+        let outcome = self.run_tx("deleting documents", |tx| {
+            let (d, c) = require_collection(&*tx, db, coll)?;
+            let mut outcome = DeleteOutcome::default();
+            let mut seen = HashSet::with_capacity(keys.len());
+            for key in keys {
+                // A key listed twice is deleted once and not reported missing.
+                if !seen.insert(key.as_str()) {
+                    continue;
+                }
+                let dk = doc_key(d.id, c.id, key);
+                match tx.get(Space::Docs, &dk)? {
+                    None => outcome.not_found.push(key.clone()),
+                    Some(stored) => {
+                        if let Some(expected) = if_revision {
+                            let actual =
+                                stored_rev(&stored).map_err(|m| corrupt("a stored document", m))?;
+                            if actual != expected {
+                                return Err(revision_mismatch(coll, key, expected, &actual));
+                            }
+                        }
+                        tx.delete(Space::Docs, &dk)?;
+                        outcome.deleted += 1;
+                    }
+                }
+            }
+            Ok(outcome)
+        })?;
+        self.durable().await?;
+        Ok(outcome)
+    }
+
+    // ---- purging -----------------------------------------------------------------
+
+    /// Finishes purges a previous run left behind (it died between a drop and the end
+    /// of its purge).
+    fn finish_pending_purges(&self) -> Result<()> {
+        let snap = self.engine.snapshot()?;
+        let mut prefixes = Vec::new();
+        for item in snap.scan_prefix(Space::Meta, &[PURGE_TAG]) {
+            let (k, _) = item?;
+            prefixes.push(k.slice(1..));
+        }
+        drop(snap);
+        for p in prefixes {
+            tracing::info!(prefix = ?p, "finishing an interrupted purge of dropped documents");
+            self.purge(&p)?;
+        }
+        Ok(())
+    }
+
+    fn purge_logged(&self, prefix: &[u8]) {
+        // The drop is already committed and durable, and its documents are
+        // unreachable; a failed purge only leaves garbage that the next open removes.
+        if let Err(e) = self.purge(prefix) {
+            tracing::error!(error = %e, "purging dropped documents failed; retried on next open");
+        }
+    }
+
+    /// Deletes every document under `prefix`, then the purge marker.
+    fn purge(&self, prefix: &[u8]) -> Result<()> {
+        let snap = self.engine.snapshot()?;
+        let mut iter = snap.scan_prefix(Space::Docs, prefix);
+        loop {
+            let mut keys = Vec::with_capacity(PURGE_CHUNK);
+            for item in iter.by_ref().take(PURGE_CHUNK) {
+                keys.push(item?.0);
+            }
+            if keys.is_empty() {
+                break;
+            }
+            // Blind deletes read nothing and cannot conflict, and nothing writes
+            // under a dropped id any more (writers read the catalog record the drop
+            // removed, so they conflict instead).
+            let mut tx = self.engine.begin()?;
+            for k in &keys {
+                tx.delete(Space::Docs, k)?;
+            }
+            tx.commit()?;
+            if keys.len() < PURGE_CHUNK {
+                break;
+            }
+        }
+        // No sync needed: the journal is sequential, so the marker's removal cannot
+        // become durable before the deletes written ahead of it.
+        let mut tx = self.engine.begin()?;
+        tx.delete(Space::Meta, &tagged(PURGE_TAG, prefix))?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn new_collection(tx: &mut dyn KvTx, db_id: u64, name: &str) -> Result<CollectionEntry> {
+    let entry = CollectionEntry {
+        id: allocate_id(tx)?,
+        name: name.to_string(),
+        created_at_ms: now_ms(),
+    };
+    tx.put(Space::Meta, &coll_key(db_id, name), encode_json(&entry)?)?;
+    Ok(entry)
+}
+
+fn revision_mismatch(coll: &str, key: &str, expected: &str, actual: &str) -> StorageError {
+    StorageError::Conflict(format!(
+        "revision mismatch for document '{coll}/{key}': expected _rev '{expected}' but the \
+         current _rev is '{actual}'; read the document again and retry with its current _rev"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(store: &DocumentStore, space: Space, prefix: &[u8]) -> usize {
+        let snap = store.engine.snapshot().unwrap();
+        snap.scan_prefix(space, prefix).count()
+    }
+
+    /// A crash between a drop's commit and the end of its purge: the next open
+    /// deletes the orphaned documents and the marker.
+    #[tokio::test]
+    async fn interrupted_purge_finishes_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix;
+        {
+            let s = DocumentStore::open(StoreOptions::new(dir.path())).unwrap();
+            let docs = (0..2500)
+                .map(|i| Bytes::from(format!("{{\"i\":{i}}}")))
+                .collect();
+            s.insert("_system", "c", docs, true).await.unwrap();
+            // The drop's transaction, without the purge that normally follows it.
+            prefix = s
+                .run_tx("test drop", |tx| {
+                    let (d, c) = require_collection(&*tx, "_system", "c")?;
+                    tx.delete(Space::Meta, &coll_key(d.id, "c"))?;
+                    let prefix = coll_docs_prefix(d.id, c.id);
+                    tx.put(Space::Meta, &tagged(PURGE_TAG, &prefix), Bytes::new())?;
+                    Ok(prefix)
+                })
+                .unwrap();
+            s.durable().await.unwrap();
+            assert_eq!(count(&s, Space::Docs, &prefix), 2500);
+            assert!(s.get("_system", "c", &["1".to_string()]).is_err());
+        }
+        let s = DocumentStore::open(StoreOptions::new(dir.path())).unwrap();
+        assert_eq!(count(&s, Space::Docs, &prefix), 0);
+        assert_eq!(count(&s, Space::Meta, &[PURGE_TAG]), 0);
+        // A regular drop purges at once.
+        s.insert("_system", "d", vec![Bytes::from_static(b"{}")], true)
+            .await
+            .unwrap();
+        s.drop_collection("_system", "d").await.unwrap();
+        assert_eq!(count(&s, Space::Meta, &[PURGE_TAG]), 0);
+        assert_eq!(count(&s, Space::Docs, &[]), 0);
+    }
+}

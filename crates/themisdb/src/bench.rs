@@ -1,0 +1,255 @@
+//! `themisdb bench`: a load generator for a running server.
+//!
+//! N connections (one multiplexed client each) × M requests in flight per connection
+//! issue one operation until a request count or a duration is reached. Latency is
+//! recorded per request in HDR histograms (microseconds, 3 significant digits) and
+//! reported as ops/s and p50/p99/p99.9/max.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use themis_client::Client;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Op {
+    /// PING / PONG round trips.
+    Ping,
+    /// Single-document inserts (durable: each waits for the group commit).
+    Insert,
+    /// Single-document reads by key from a pre-filled collection.
+    Get,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Server URL, e.g. themis://root:secret@127.0.0.1:8766 (or set THEMIS_URL).
+    #[arg(
+        long,
+        env = "THEMIS_URL",
+        default_value = "themis://root@127.0.0.1:8766"
+    )]
+    url: String,
+    /// Operations to run, one after the other.
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["ping", "insert", "get"])]
+    op: Vec<Op>,
+    /// Connections to open.
+    #[arg(long, short = 'c', default_value_t = 50)]
+    connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, short = 'i', default_value_t = 1)]
+    in_flight: usize,
+    /// Total requests per operation (ignored with --duration).
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    requests: u64,
+    /// Run each operation for this many seconds instead of a request count.
+    #[arg(long, short = 'd')]
+    duration: Option<f64>,
+    /// Collection used by insert and get (dropped and recreated first).
+    #[arg(long, default_value = "bench")]
+    collection: String,
+    /// Documents pre-inserted for `get`.
+    #[arg(long, default_value_t = 10_000)]
+    get_keys: u64,
+    /// Print one JSON object per operation instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Report {
+    op: Op,
+    ops: u64,
+    errors: u64,
+    elapsed: Duration,
+    hist: Histogram<u64>,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.connections == 0 || args.in_flight == 0 {
+        bail!("--connections and --in-flight must be at least 1");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut clients = Vec::with_capacity(args.connections);
+        for _ in 0..args.connections {
+            clients.push(
+                Client::connect(&args.url)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", redact(&args.url)))?,
+            );
+        }
+        if !args.json {
+            println!(
+                "themisdb bench: {} connections x {} in flight, server {}",
+                args.connections,
+                args.in_flight,
+                clients[0].server_info().server_version
+            );
+            println!(
+                "{:<8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                "op", "requests", "ops/s", "p50 us", "p99 us", "p99.9 us", "max us", "errors"
+            );
+        }
+        for &op in &args.op {
+            prepare(&clients[0], op, &args).await?;
+            let r = run_op(&clients, op, &args).await?;
+            print_report(&r, &args);
+        }
+        Ok(())
+    })
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn prepare(client: &Client, op: Op, args: &BenchArgs) -> Result<()> {
+    match op {
+        Op::Ping => Ok(()),
+        Op::Insert => {
+            let _ = client.drop_collection(&args.collection).await;
+            client.create_collection(&args.collection).await?;
+            Ok(())
+        }
+        Op::Get => {
+            let coll = client.collection(&args.collection);
+            let mut start = 0;
+            while start < args.get_keys {
+                let end = (start + 1000).min(args.get_keys);
+                let docs: Vec<_> = (start..end).map(|i| doc(Some(i))).collect();
+                match coll.insert_many(&docs).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_conflict() => {} // already there from an earlier run
+                    Err(e) => return Err(e.into()),
+                }
+                start = end;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn doc(key: Option<u64>) -> serde_json::Value {
+    let mut d = json!({
+        "name": "Ada Lovelace",
+        "email": "ada@example.org",
+        "age": 36,
+        "tags": ["math", "poetry", "engines"],
+        "active": true
+    });
+    if let Some(k) = key {
+        d["_key"] = json!(format!("k{k}"));
+    }
+    d
+}
+
+async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> {
+    let issued = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let limit = args.requests;
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (ci, client) in clients.iter().enumerate() {
+        for wi in 0..args.in_flight {
+            let client = client.clone();
+            let coll = client.collection(&args.collection);
+            let issued = issued.clone();
+            let errors = errors.clone();
+            let get_keys = args.get_keys.max(1);
+            let mut seed = (ci * 7919 + wi * 104_729 + 1) as u64;
+            tasks.push(tokio::spawn(async move {
+                let mut hist =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+                loop {
+                    match deadline {
+                        Some(d) if Instant::now() >= d => break,
+                        Some(_) => {
+                            issued.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => {
+                            if issued.fetch_add(1, Ordering::Relaxed) >= limit {
+                                break;
+                            }
+                        }
+                    }
+                    let t = Instant::now();
+                    let ok = match op {
+                        Op::Ping => client.ping().await.is_ok(),
+                        Op::Insert => coll.insert(&doc(None)).await.is_ok(),
+                        Op::Get => {
+                            // xorshift: cheap, deterministic, spread over the key space.
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            let key = format!("k{}", seed % get_keys);
+                            matches!(coll.get::<serde_json::Value>(&key).await, Ok(Some(_)))
+                        }
+                    };
+                    if ok {
+                        let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                hist
+            }));
+        }
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for t in tasks {
+        hist.add(t.await.context("bench task failed")?)
+            .context("merging histograms")?;
+    }
+    Ok(Report {
+        op,
+        ops: hist.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        hist,
+    })
+}
+
+fn print_report(r: &Report, args: &BenchArgs) {
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let ops_s = r.ops as f64 / secs;
+    let name = format!("{:?}", r.op).to_lowercase();
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "op": name, "connections": args.connections, "in_flight": args.in_flight,
+                "requests": r.ops, "errors": r.errors, "seconds": secs, "ops_per_sec": ops_s.round(),
+                "p50_us": r.hist.value_at_quantile(0.50), "p99_us": r.hist.value_at_quantile(0.99),
+                "p999_us": r.hist.value_at_quantile(0.999), "max_us": r.hist.max(),
+            })
+        );
+    } else {
+        println!(
+            "{:<8} {:>10} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            name,
+            r.ops,
+            ops_s,
+            r.hist.value_at_quantile(0.50),
+            r.hist.value_at_quantile(0.99),
+            r.hist.value_at_quantile(0.999),
+            r.hist.max(),
+            r.errors
+        );
+    }
+}

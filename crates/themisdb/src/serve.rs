@@ -1,0 +1,102 @@
+//! `themisdb serve`: configuration, logging, signals, and the server's life.
+//!
+//! Precedence: built-in defaults < `themis.conf` < `THEMIS_<SECTION>_<KEY>` environment
+//! variables < command-line flags. SIGINT or SIGTERM starts a graceful shutdown
+//! (GOAWAY, in-flight requests finish, storage flushed) and the process exits 0.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use themis_server::config::{Config, LogFormat};
+use themis_server::{Server, StartOptions};
+use tracing::{info, warn};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Config file (default: ./themis.conf if it exists).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default: ./data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (default: 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Port for the wire protocol (default: 8766).
+    #[arg(long, short = 'p', value_name = "N")]
+    port: Option<String>,
+}
+
+fn load_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
+    let (mut config, warnings) = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = &args.data_dir {
+        config.apply_override("server", "data_dir", &dir.to_string_lossy(), "--data-dir")?;
+    }
+    if let Some(bind) = &args.bind {
+        config.apply_override("wire_protocol", "bind_address", bind, "--bind")?;
+    }
+    if let Some(port) = &args.port {
+        config.apply_override("wire_protocol", "port", port, "--port")?;
+    }
+    Ok((config, warnings))
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.server.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match config.server.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let (config, warnings) = load_config(&args)?;
+    init_logging(&config);
+    for w in &warnings {
+        warn!("{w}");
+    }
+    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let opts = StartOptions {
+            root_password: std::env::var("THEMIS_ROOT_PASSWORD").ok(),
+        };
+        let handle = Server::start(config, opts).await?;
+        // Tests and scripts wait for this line to know the port is open.
+        println!("themisdb listening on {}", handle.local_addr());
+        wait_for_signal().await?;
+        info!("signal received: shutting down gracefully");
+        handle
+            .shutdown()
+            .await
+            .context("flushing storage at shutdown")?;
+        info!("shutdown complete");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

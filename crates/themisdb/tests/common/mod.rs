@@ -1,0 +1,318 @@
+//! Test harness: real servers on loopback with real storage in temp directories.
+//!
+//! * [`TestServer`]: the server in this process (fast; many per test binary).
+//! * [`ServerProcess`]: the `themisdb` binary as a child process, for tests that kill
+//!   or signal it.
+//! * [`RawConn`]: a raw socket speaking frames by hand, for hostile and malformed input.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+use themis_proto::wire::{self, ErrorCode, OpCode};
+use themis_proto::{encode_frame, FrameCodec};
+use themis_server::config::Config;
+use themis_server::{Server, ServerHandle, StartOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const ROOT_PASSWORD: &str = "test-root-password";
+
+/// A config for tests: loopback, port 0, a fresh data dir, cheap bcrypt.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.data_dir = data_dir.to_path_buf();
+    config.server.bcrypt_cost = 4;
+    config.wire.bind_address = "127.0.0.1".into();
+    config.wire.port = 0;
+    config
+}
+
+pub struct TestServer {
+    pub handle: Option<ServerHandle>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let handle = Server::start(
+            config,
+            StartOptions {
+                root_password: Some(ROOT_PASSWORD.into()),
+            },
+        )
+        .await
+        .expect("server starts");
+        let addr = handle.local_addr();
+        Self {
+            handle: Some(handle),
+            addr,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("themis://root:{ROOT_PASSWORD}@{}", self.addr)
+    }
+
+    pub async fn client(&self) -> themis_client::Client {
+        themis_client::Client::connect(&self.url())
+            .await
+            .expect("client connects")
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// The `themisdb` binary, started as a child process.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `themisdb serve` on `data_dir` and waits until it listens.
+    pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_themisdb"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg("0")
+            .current_dir(data_dir.parent().unwrap_or(data_dir))
+            .env("THEMIS_ROOT_PASSWORD", ROOT_PASSWORD)
+            .env("THEMIS_SERVER_BCRYPT_COST", "4")
+            .env("THEMIS_SERVER_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn themisdb");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(addr) = line.strip_prefix("themisdb listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its address")
+            .parse()
+            .expect("address parses");
+        Self {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("themis://root:{ROOT_PASSWORD}@{}", self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed");
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the server, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One decoded frame from the server.
+#[derive(Debug)]
+pub struct Frame {
+    pub opcode: i32,
+    pub request_id: u64,
+    pub body: Bytes,
+}
+
+impl Frame {
+    pub fn op(&self) -> OpCode {
+        OpCode::try_from(self.opcode).expect("known opcode")
+    }
+
+    pub fn error(&self) -> wire::Error {
+        assert_eq!(
+            self.op(),
+            OpCode::OpError,
+            "expected OP_ERROR, got {self:?}"
+        );
+        wire::Error::decode(self.body.clone()).expect("Error decodes")
+    }
+
+    pub fn decode<M: Message + Default>(&self) -> M {
+        M::decode(self.body.clone()).expect("body decodes")
+    }
+}
+
+/// A hand-driven connection for malformed and hostile input.
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            codec: FrameCodec::default(),
+        }
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    pub async fn send<M: Message>(&mut self, opcode: OpCode, request_id: u64, msg: &M) {
+        let mut buf = BytesMut::new();
+        encode_frame(&self.codec, opcode, request_id, msg, &mut buf).expect("encode");
+        self.send_raw(&buf).await;
+    }
+
+    /// Sends a frame whose payload is `payload` verbatim.
+    pub async fn send_payload(&mut self, payload: &[u8]) {
+        let mut buf = BytesMut::new();
+        self.codec.encode(payload, &mut buf).expect("encode");
+        self.send_raw(&buf).await;
+    }
+
+    /// The next frame, or `None` on EOF. Panics after 10 s.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        self.recv_within(Duration::from_secs(10))
+            .await
+            .expect("frame or EOF within the limit")
+    }
+
+    /// `Err(())` when nothing (neither frame nor EOF) arrives within `limit`.
+    pub async fn recv_within(&mut self, limit: Duration) -> Result<Option<Frame>, ()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(payload) = self
+                .codec
+                .decode(&mut self.buf)
+                .expect("server frame is valid")
+            {
+                let env = wire::Envelope::decode(payload).expect("server envelope decodes");
+                return Ok(Some(Frame {
+                    opcode: env.opcode,
+                    request_id: env.request_id,
+                    body: env.body,
+                }));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(()),
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(_)) => {}
+                // A reset is a failure of the "never reset the peer" rule: surface it.
+                Ok(Err(e)) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    pub async fn expect_eof(&mut self) {
+        let f = self.recv().await;
+        assert!(f.is_none(), "expected the server to close, got {f:?}");
+    }
+
+    pub async fn handshake(&mut self, username: &str, password: &str) -> wire::HandshakeResponse {
+        let req = wire::HandshakeRequest {
+            protocol_version: "1.0".into(),
+            client_name: "raw-test".into(),
+            username: username.into(),
+            password: password.into(),
+            ..Default::default()
+        };
+        self.send(OpCode::OpHandshake, 1, &req).await;
+        let f = self.recv().await.expect("handshake answer");
+        assert_eq!(f.op(), OpCode::OpHandshake, "{f:?}");
+        f.decode()
+    }
+
+    pub async fn login(addr: SocketAddr) -> Self {
+        let mut c = Self::connect(addr).await;
+        let resp = c.handshake("root", ROOT_PASSWORD).await;
+        assert!(resp.success, "{resp:?}");
+        c
+    }
+
+    /// PING round trip on this connection; proves it is still served.
+    pub async fn ping_ok(&mut self, request_id: u64) {
+        self.send(OpCode::OpPing, request_id, &wire::Ping { timestamp_ms: 77 })
+            .await;
+        let f = self.recv().await.expect("pong");
+        assert_eq!(f.op(), OpCode::OpPong);
+        assert_eq!(f.request_id, request_id);
+        let pong: wire::Pong = f.decode();
+        assert_eq!(pong.timestamp_ms, 77);
+    }
+}
+
+pub fn code_of(err: &wire::Error) -> ErrorCode {
+    ErrorCode::try_from(err.code).expect("known code")
+}
