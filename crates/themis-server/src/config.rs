@@ -44,7 +44,7 @@ pub const ENV_PREFIX: &str = "THEMIS_";
 
 /// `THEMIS_*` variables that other parts of the server read; they are not settings
 /// of this file and are skipped without a warning.
-pub const ENV_HANDLED_ELSEWHERE: &[&str] = &["THEMIS_ROOT_PASSWORD"];
+pub const ENV_HANDLED_ELSEWHERE: &[&str] = &["THEMIS_ROOT_PASSWORD", "THEMIS_URL"];
 
 /// Warning returned while `enable_tls = true`: this build does not speak TLS yet.
 pub const TLS_NOT_ENABLED_WARNING: &str =
@@ -192,9 +192,6 @@ pub struct ServerConfig {
     /// A tracing `EnvFilter` directive string.
     pub log_level: String,
     pub log_format: LogFormat,
-    /// Kept equal to [`WireConfig::handshake_timeout`] by [`Config::apply_override`],
-    /// which sets both whichever section names the key.
-    pub handshake_timeout: Duration,
     /// How long graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     pub auto_create_collections: bool,
@@ -210,7 +207,6 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
-            handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             auto_create_collections: true,
             bcrypt_cost: 10,
@@ -490,8 +486,8 @@ impl Config {
     /// where the value came from for the error message: `themis.conf:5`,
     /// `THEMIS_WIRE_PROTOCOL_PORT`, `--port`. Section and key are case-insensitive.
     ///
-    /// `handshake_timeout` is accepted in `[server]` and `[wire_protocol]` and sets
-    /// both fields. The value is used as given (a file's parser has already trimmed
+    /// `handshake_timeout` is accepted in `[server]` too, as another spelling of
+    /// `[wire_protocol] handshake_timeout` (one setting, one field). The value is used as given (a file's parser has already trimmed
     /// it and stripped quotes; the environment's values are trimmed).
     pub fn apply_override(
         &mut self,
@@ -728,9 +724,7 @@ impl Config {
                 }
             }
             ("server" | "wire_protocol", "handshake_timeout") => {
-                let d = parse_duration(v, false)?;
-                s.handshake_timeout = d;
-                w.handshake_timeout = d;
+                w.handshake_timeout = parse_duration(v, false)?;
             }
             ("server", "shutdown_grace") => s.shutdown_grace = parse_duration(v, true)?,
             ("server", "auto_create_collections") => s.auto_create_collections = parse_bool(v)?,
@@ -794,7 +788,7 @@ impl Config {
             ("server", "data_dir") => path_text(&s.data_dir),
             ("server", "log_level") => quote_if_needed(&s.log_level),
             ("server", "log_format") => s.log_format.to_string(),
-            ("server", "handshake_timeout") => duration_text(s.handshake_timeout),
+            ("server", "handshake_timeout") => duration_text(w.handshake_timeout),
             ("server", "shutdown_grace") => duration_text(s.shutdown_grace),
             ("server", "auto_create_collections") => s.auto_create_collections.to_string(),
             ("server", "bcrypt_cost") => s.bcrypt_cost.to_string(),
@@ -1253,7 +1247,6 @@ tls_require_client_cert = true
         c.server.data_dir = PathBuf::from(" odd dir ");
         c.server.log_level = "info,themis_server=debug".to_string();
         c.server.log_format = LogFormat::Json;
-        c.server.handshake_timeout = Duration::from_millis(2500);
         c.wire.handshake_timeout = Duration::from_millis(2500);
         c.server.shutdown_grace = Duration::ZERO;
         c.wire.bind_address = "::1".to_string();
@@ -1324,7 +1317,6 @@ tls_require_client_cert = true
                 .unwrap();
         assert_eq!(c.wire.port, 2);
         assert_eq!(c.wire.handshake_timeout, Duration::from_secs(7));
-        assert_eq!(c.server.handshake_timeout, Duration::from_secs(7));
         assert_eq!(
             warnings,
             vec![
@@ -1667,5 +1659,10 @@ tls_require_client_cert = true
         assert_eq!(edit_distance("prot", "port"), 1);
         assert_eq!(closest("prot", ["port", "sync"].into_iter()), Some("port"));
         assert_eq!(closest("xyzzy", ["port", "sync"].into_iter()), None);
+    }
+
+    #[test]
+    fn shipped_example_file_is_example_conf() {
+        assert_eq!(include_str!("../../../themis.conf.example"), EXAMPLE_CONF);
     }
 }

@@ -59,10 +59,14 @@ type Tx = mpsc::UnboundedSender<Outgoing>;
 
 /// Why the reader stopped.
 enum ReadEnd {
-    Eof { truncated: bool },
+    Eof {
+        truncated: bool,
+    },
     Io(std::io::Error),
     Frame(FrameError),
     Timeout,
+    /// Every permit is held by an answer the peer has not read for `idle_timeout`.
+    Stalled,
     Shutdown,
 }
 
@@ -140,7 +144,7 @@ pub(crate) async fn serve(
 
     let end = loop {
         let deadline = match session {
-            None => accepted_at + shared.config.server.handshake_timeout,
+            None => accepted_at + shared.config.wire.handshake_timeout,
             Some(_) => last_frame_at + shared.config.wire.idle_timeout,
         };
         let payload = match reader.next_frame(deadline, &mut shutdown).await {
@@ -148,12 +152,15 @@ pub(crate) async fn serve(
             Err(end) => break end,
         };
         last_frame_at = Instant::now();
-        // Take the permit before doing anything that produces a response.
+        // Take the permit before doing anything that produces a response. Waiting
+        // here is the backpressure; waiting longer than idle_timeout means the peer
+        // stopped reading its answers.
         let permit = tokio::select! {
             permit = inflight.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break ReadEnd::Shutdown,
             },
+            _ = tokio::time::sleep(shared.config.wire.idle_timeout) => break ReadEnd::Stalled,
             _ = crate::stopped(&mut shutdown) => {
                 refuse_shutting_down(&shared.codec, &tx, payload);
                 break ReadEnd::Shutdown;
@@ -312,7 +319,7 @@ pub(crate) async fn serve(
                 );
             } else {
                 warn!(%peer, "handshake timeout");
-                let secs = shared.config.server.handshake_timeout.as_secs_f64();
+                let secs = shared.config.wire.handshake_timeout.as_secs_f64();
                 let err = wire::Error::new(
                     ErrorCode::ErrTimeout,
                     format!("handshake not completed within {secs}s: send OP_HANDSHAKE right after connecting"),
@@ -330,6 +337,10 @@ pub(crate) async fn serve(
                 true,
             )
             .await;
+        }
+        ReadEnd::Stalled => {
+            warn!(%peer, "closing connection: peer has not read its answers for idle_timeout");
+            writer.abort();
         }
         ReadEnd::Shutdown => {
             send_goaway(&shared.codec, &tx, "shutdown", 1000);
@@ -364,6 +375,12 @@ async fn finish(
     linger: bool,
 ) {
     let grace = shared.config.server.shutdown_grace;
+    if refuse_late {
+        // Requests that arrived with the last read but were not dispatched yet.
+        while let Ok(Some(payload)) = reader.codec.decode(&mut reader.buf) {
+            refuse_shutting_down(&reader.codec, &tx, payload);
+        }
+    }
     let all_done = inflight.acquire_many_owned(max_in_flight as u32);
     tokio::pin!(all_done);
     let deadline = Instant::now() + grace;
@@ -396,8 +413,10 @@ async fn finish(
         }
     }
     drop(tx);
+    let abort = writer.abort_handle();
     if tokio::time::timeout(grace, writer).await.is_err() {
         warn!("writer did not finish in time (peer not reading?)");
+        abort.abort();
     }
     if reading {
         reader.linger().await;

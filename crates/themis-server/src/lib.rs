@@ -20,7 +20,6 @@ pub mod handlers;
 pub mod listener;
 pub mod session;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use themis_proto::FrameCodec;
@@ -54,8 +53,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("invalid bind address '{0}': expected an IP address such as 127.0.0.1 or 0.0.0.0")]
-    BindAddress(String),
+    #[error("nothing to serve: [wire_protocol] enabled = false, and the wire protocol is this build's only front door; set enabled = true")]
+    NothingToServe,
     #[error("cannot create the root user: {0}")]
     Bootstrap(String),
 }
@@ -77,15 +76,6 @@ pub(crate) fn store_options(config: &Config) -> StoreOptions {
     };
     opts.cache_size_bytes = config.storage.cache_size_mb.saturating_mul(1024 * 1024);
     opts
-}
-
-pub(crate) fn parse_bind(config: &Config) -> Result<SocketAddr, StartError> {
-    let ip: std::net::IpAddr = config
-        .wire
-        .bind_address
-        .parse()
-        .map_err(|_| StartError::BindAddress(config.wire.bind_address.clone()))?;
-    Ok(SocketAddr::new(ip, config.wire.port))
 }
 
 /// Resolves once the shutdown flag is set (or its sender is gone). Returns no guard,

@@ -24,7 +24,7 @@ use themis_storage::DocumentStore;
 
 use crate::connection::{self, send_error_and_close};
 use crate::session::SessionRegistry;
-use crate::{parse_bind, store_options, Config, Shared, StartError, StartOptions};
+use crate::{store_options, Config, Shared, StartError, StartOptions};
 
 /// A configured server, ready to [`Server::start`].
 pub struct Server;
@@ -41,7 +41,10 @@ impl Server {
     /// Opens storage, creates the `root` user on first start, binds the listener and
     /// starts serving in the background.
     pub async fn start(config: Config, opts: StartOptions) -> Result<ServerHandle, StartError> {
-        let addr = parse_bind(&config)?;
+        if !config.wire.enabled {
+            return Err(StartError::NothingToServe);
+        }
+        let addr = config.wire.listen_address();
         let data_dir = config.server.data_dir.display().to_string();
         let store =
             DocumentStore::open(store_options(&config)).map_err(|source| StartError::Storage {
@@ -53,12 +56,13 @@ impl Server {
             .await
             .map_err(StartError::Bootstrap)?;
 
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: addr.to_string(),
             source,

@@ -29,7 +29,7 @@ pub struct ServeArgs {
 }
 
 fn load_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
-    let (mut config, warnings) = Config::load(args.config.as_deref(), std::env::vars())?;
+    let (mut config, mut warnings) = Config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(dir) = &args.data_dir {
         config.apply_override("server", "data_dir", &dir.to_string_lossy(), "--data-dir")?;
     }
@@ -38,6 +38,12 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     }
     if let Some(port) = &args.port {
         config.apply_override("wire_protocol", "port", port, "--port")?;
+    }
+    // Flags may have changed values that must agree with others.
+    for w in config.validate()? {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
     }
     Ok((config, warnings))
 }

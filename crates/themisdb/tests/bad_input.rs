@@ -339,7 +339,7 @@ impl HandshakeOrRefused for RawConn {
 #[tokio::test]
 async fn client_that_never_handshakes_is_closed_at_the_timeout() {
     let server =
-        TestServer::start_with(|c| c.server.handshake_timeout = Duration::from_millis(500)).await;
+        TestServer::start_with(|c| c.wire.handshake_timeout = Duration::from_millis(500)).await;
     let mut ok = healthy(&server).await;
     let mut silent = RawConn::connect(server.addr).await;
     let started = std::time::Instant::now();
@@ -386,4 +386,70 @@ async fn mismatched_session_token_is_unauthenticated() {
     assert_eq!(f.request_id, 5);
     assert_eq!(code_of(&f.error()), ErrorCode::ErrUnauthenticated);
     c.ping_ok(6).await;
+}
+
+/// A peer that sends requests but never reads the answers: once its in-flight
+/// permits are all held by unread answers for idle_timeout, the server closes it,
+/// and serves everyone else meanwhile.
+#[tokio::test]
+async fn peer_that_never_reads_is_closed_and_others_are_served() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(|c| {
+        c.wire.max_in_flight = 4;
+        c.wire.idle_timeout = Duration::from_millis(800);
+    })
+    .await;
+    let mut ok = healthy(&server).await;
+    // A large document makes every answer big enough to fill the socket buffers.
+    let big = format!(r#"{{"_key":"big","blob":"{}"}}"#, "x".repeat(1024 * 1024));
+    let create = wire::CreateRequest {
+        collection: "blobs".into(),
+        document: big.into_bytes().into(),
+        ..Default::default()
+    };
+    ok.send(OpCode::OpCreate, 1, &create).await;
+    assert!(
+        ok.recv()
+            .await
+            .unwrap()
+            .decode::<wire::CreateResponse>()
+            .success
+    );
+
+    let mut hog = RawConn::login(server.addr).await;
+    let read = wire::ReadRequest {
+        collection: "blobs".into(),
+        document_ids: vec!["big".into()],
+        ..Default::default()
+    };
+    for id in 10..200 {
+        hog.send(OpCode::OpRead, id, &read).await;
+    }
+    // While the hog is stuck, others are served.
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ok.ping_ok(100 + i).await;
+    }
+    // By now the server has given up on the hog: reading yields only what was already
+    // in the socket buffers (a few MiB), not the ~190 MiB of answers it asked for.
+    let mut sink = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match hog.stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the stalled connection was closed by the server"
+    );
+    assert!(
+        total < 64 * 1024 * 1024,
+        "server kept writing to a stalled peer: {total} bytes"
+    );
+    assert_healthy(&mut ok, 300).await;
 }
