@@ -234,13 +234,9 @@ impl Collection {
 
     /// Deletes one document with a revision check; `false` if it did not exist.
     pub async fn delete_with(&self, key: &str, options: DeleteOptions) -> Result<bool> {
-        match self.delete_request(&[key], options).await {
-            Ok(result) => Ok(result.deleted > 0),
-            // A server may report a missing document (or collection) as NOT_FOUND
-            // rather than in `not_found`; either way nothing was there to delete.
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        // A missing document is reported in `not_found`, not as an error; an error
+        // (a missing collection or database, say) is the caller's to see.
+        Ok(self.delete_request(&[key], options).await?.deleted > 0)
     }
 
     /// Deletes many documents in one request.

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::distr::{Alphanumeric, SampleString};
 use rand::RngCore;
-use themis_storage::{DocumentStore, UserRecord};
+use themis_storage::{DocumentStore, UserRecord, WaitDurable};
 use tracing::{info, warn};
 
 use crate::Config;
@@ -169,7 +169,11 @@ pub(crate) async fn bootstrap_root(
     } else {
         info!("created user 'root' with the password from THEMIS_ROOT_PASSWORD");
     }
-    store.put_user(&record).await.map_err(|e| e.to_string())?;
+    store
+        .put_user(&record)
+        .wait()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -89,6 +89,38 @@ impl DurableTicket {
     }
 }
 
+/// The result of a write that has committed but may not be durable yet.
+///
+/// Write methods of [`crate::DocumentStore`] are synchronous: they run the transaction
+/// (possibly blocking on the engine, e.g. while a sync holds its journal) and return
+/// this. Run them off the async executor (`spawn_blocking`) and then `.wait().await`
+/// the acknowledgement, so that fsyncs never stall the tasks serving other requests.
+#[must_use = "a write is not acknowledged until it is durable: call .wait().await"]
+pub struct Pending<T> {
+    pub(crate) value: T,
+    pub(crate) ticket: DurableTicket,
+}
+
+impl<T> Pending<T> {
+    /// Resolves to the write's result once it is durable (or fails if the sync did).
+    pub async fn wait(self) -> Result<T> {
+        self.ticket.wait().await?;
+        Ok(self.value)
+    }
+}
+
+/// `.wait()` straight on a write method's `Result<Pending<T>>`, so a caller that does
+/// not care where the commit runs writes `store.insert(..).wait().await`.
+pub trait WaitDurable<T> {
+    fn wait(self) -> impl std::future::Future<Output = Result<T>> + Send;
+}
+
+impl<T: Send> WaitDurable<T> for Result<Pending<T>> {
+    async fn wait(self) -> Result<T> {
+        self?.wait().await
+    }
+}
+
 fn stopped() -> StorageError {
     StorageError::Unavailable(
         "the storage sync thread has stopped (the store is shutting down); retry against a running server"

@@ -8,8 +8,9 @@
 //!   durable and lets concurrent writes share one fsync.
 //! * [`DocumentStore`]: the catalog (databases, collections with never-reused ids),
 //!   documents keyed `db_id | collection_id | _key`, revisions from a hybrid logical
-//!   clock, user records. Shared as `Arc<DocumentStore>`; writes are `async fn`s that
-//!   await durability, reads are synchronous.
+//!   clock, user records. Shared as `Arc<DocumentStore>`. Everything is synchronous:
+//!   a write commits and returns a [`Pending`] whose `wait().await` resolves once the
+//!   write is durable, so callers can commit off their async executor and wait on it.
 //!
 //! Invariants: storage never sees a socket; every write request is one transaction;
 //! nothing is acknowledged before it is durable (unless [`SyncMode::Never`] was chosen);
@@ -30,7 +31,7 @@ pub use catalog::SYSTEM_DATABASE;
 pub use document::UpdateMode;
 pub use error::{KvError, Result, StorageError};
 pub use fjall_engine::FjallEngine;
-pub use group_commit::{DurableTicket, GroupCommitter, SyncMode, SyncStats};
+pub use group_commit::{DurableTicket, GroupCommitter, Pending, SyncMode, SyncStats, WaitDurable};
 pub use kv::{KvEngine, KvIter, KvPair, KvRead, KvSnapshot, KvTx, Space};
 pub use names::{validate_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
 pub use revision::{decode_revision, encode_revision};

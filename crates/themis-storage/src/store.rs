@@ -41,7 +41,7 @@ use crate::catalog::{
 use crate::document::{apply_update, compose, parse_object, prepare_insert, stored_rev};
 use crate::error::{KvError, Result, StorageError};
 use crate::fjall_engine::FjallEngine;
-use crate::group_commit::{GroupCommitter, SyncMode, SyncStats};
+use crate::group_commit::{GroupCommitter, Pending, SyncMode, SyncStats};
 use crate::kv::{KvEngine, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
 use crate::revision::{encode_revision, RevisionClock};
@@ -49,6 +49,9 @@ use crate::UpdateMode;
 
 /// How many times a write transaction is attempted before giving up on conflicts.
 pub const MAX_TX_ATTEMPTS: u32 = 64;
+
+/// How many fresh ticks an insert draws for a generated key before giving up.
+const MAX_KEY_DRAWS: u32 = 100_000;
 
 /// Documents deleted per transaction when purging a dropped collection or database.
 const PURGE_CHUNK: usize = 1000;
@@ -234,10 +237,13 @@ impl DocumentStore {
         }
     }
 
-    /// Waits until everything committed so far (at least this caller's commit) is
-    /// durable, as the configured [`SyncMode`] defines it.
-    pub(crate) async fn durable(&self) -> Result<()> {
-        self.committer.enqueue().wait().await
+    /// Wraps the result of a write that has just committed: it becomes durable (as the
+    /// configured [`SyncMode`] defines it) with the next group sync.
+    pub(crate) fn pending<T>(&self, value: T) -> Pending<T> {
+        Pending {
+            value,
+            ticket: self.committer.enqueue(),
+        }
     }
 
     /// Syncs everything committed so far to disk, whatever the [`SyncMode`]. Used at
@@ -279,7 +285,7 @@ impl DocumentStore {
     }
 
     /// Creates a database. An existing name is a `Conflict`.
-    pub async fn create_database(&self, name: &str) -> Result<()> {
+    pub fn create_database(&self, name: &str) -> Result<Pending<()>> {
         validate_name("database", name)?;
         self.run_tx("creating a database", |tx| {
             if read_database(&*tx, name)?.is_some() {
@@ -295,12 +301,12 @@ impl DocumentStore {
             tx.put(Space::Meta, &db_key(name), encode_json(&entry)?)
                 .map_err(Into::into)
         })?;
-        self.durable().await
+        Ok(self.pending(()))
     }
 
     /// Drops a database with all its collections and documents. `_system` cannot be
     /// dropped.
-    pub async fn drop_database(&self, name: &str) -> Result<()> {
+    pub fn drop_database(&self, name: &str) -> Result<Pending<()>> {
         validate_lookup_name("database", name)?;
         if name == SYSTEM_DATABASE {
             return Err(StorageError::InvalidArgument(
@@ -326,9 +332,10 @@ impl DocumentStore {
             )?;
             Ok(d.id)
         })?;
-        self.durable().await?;
+        // The journal is sequential: if any purge write survives a crash, the catalog
+        // change before it did too.
         self.purge_logged(&db_docs_prefix(db_id));
-        Ok(())
+        Ok(self.pending(()))
     }
 
     // ---- collections -------------------------------------------------------------
@@ -352,7 +359,7 @@ impl DocumentStore {
     }
 
     /// Creates a collection in `db`. An existing name is a `Conflict`.
-    pub async fn create_collection(&self, db: &str, name: &str) -> Result<CollectionInfo> {
+    pub fn create_collection(&self, db: &str, name: &str) -> Result<Pending<CollectionInfo>> {
         validate_lookup_name("database", db)?;
         validate_name("collection", name)?;
         let c = self.run_tx("creating a collection", |tx| {
@@ -365,16 +372,15 @@ impl DocumentStore {
             }
             new_collection(tx, d.id, name)
         })?;
-        self.durable().await?;
-        Ok(CollectionInfo {
+        Ok(self.pending(CollectionInfo {
             name: c.name,
             id: c.id,
             created_at_ms: c.created_at_ms,
-        })
+        }))
     }
 
     /// Drops a collection and its documents.
-    pub async fn drop_collection(&self, db: &str, name: &str) -> Result<()> {
+    pub fn drop_collection(&self, db: &str, name: &str) -> Result<Pending<()>> {
         validate_lookup_name("database", db)?;
         validate_lookup_name("collection", name)?;
         let prefix = self.run_tx("dropping a collection", |tx| {
@@ -384,9 +390,8 @@ impl DocumentStore {
             tx.put(Space::Meta, &tagged(PURGE_TAG, &prefix), Bytes::new())?;
             Ok(prefix)
         })?;
-        self.durable().await?;
         self.purge_logged(&prefix);
-        Ok(())
+        Ok(self.pending(()))
     }
 
     /// Document count and stored size of a collection (a full prefix scan).
@@ -413,13 +418,13 @@ impl DocumentStore {
 
     /// Inserts documents (raw JSON objects) atomically: all or none. A missing
     /// collection is created when `auto_create` is set.
-    pub async fn insert(
+    pub fn insert(
         &self,
         db: &str,
         coll: &str,
         docs: Vec<Bytes>,
         auto_create: bool,
-    ) -> Result<Vec<DocMeta>> {
+    ) -> Result<Pending<Vec<DocMeta>>> {
         validate_lookup_name("database", db)?;
         validate_lookup_name("collection", coll)?;
         let count = docs.len();
@@ -442,9 +447,22 @@ impl DocumentStore {
             };
             let mut metas = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.iter().enumerate() {
-                let tick = self.clock.tick()?;
-                let key = p.key.clone().unwrap_or_else(|| tick.to_string());
-                let dk = doc_key(d.id, c.id, &key);
+                let mut tick = self.clock.tick()?;
+                let mut key = p.key.clone().unwrap_or_else(|| tick.to_string());
+                let mut dk = doc_key(d.id, c.id, &key);
+                // A generated key may be taken by one a caller chose (keys that look
+                // like timestamps): draw the next tick rather than fail a caller who
+                // chose no key. Each draw advances the clock, so this ends.
+                let mut draws = 0;
+                while p.key.is_none()
+                    && tx.get(Space::Docs, &dk)?.is_some()
+                    && draws < MAX_KEY_DRAWS
+                {
+                    draws += 1;
+                    tick = self.clock.tick()?;
+                    key = tick.to_string();
+                    dk = doc_key(d.id, c.id, &key);
+                }
                 // The read also makes a concurrent insert of the same key conflict;
                 // it sees this bulk's own earlier writes, so duplicates within the
                 // bulk are caught too.
@@ -465,8 +483,7 @@ impl DocumentStore {
             }
             Ok(metas)
         })?;
-        self.durable().await?;
-        Ok(metas)
+        Ok(self.pending(metas))
     }
 
     /// Reads documents by key; positions of missing documents are `None`. The bytes
@@ -489,7 +506,7 @@ impl DocumentStore {
 
     /// Updates one document (see [`UpdateMode`]); `_rev` always changes.
     /// `if_revision` makes it conditional on the current `_rev`.
-    pub async fn update(
+    pub fn update(
         &self,
         db: &str,
         coll: &str,
@@ -497,7 +514,7 @@ impl DocumentStore {
         body: Bytes,
         mode: UpdateMode,
         if_revision: Option<&str>,
-    ) -> Result<DocMeta> {
+    ) -> Result<Pending<DocMeta>> {
         validate_lookup_name("database", db)?;
         validate_lookup_name("collection", coll)?;
         validate_key(key)?;
@@ -529,20 +546,19 @@ impl DocumentStore {
                 rev,
             })
         })?;
-        self.durable().await?;
-        Ok(meta)
+        Ok(self.pending(meta))
     }
 
     /// Deletes documents atomically. Missing keys are reported, not an error. With
     /// `if_revision`, every document found must have that `_rev`, else nothing is
     /// deleted and the result is a `Conflict`.
-    pub async fn delete(
+    pub fn delete(
         &self,
         db: &str,
         coll: &str,
         keys: &[String],
         if_revision: Option<&str>,
-    ) -> Result<DeleteOutcome> {
+    ) -> Result<Pending<DeleteOutcome>> {
         validate_lookup_name("database", db)?;
         validate_lookup_name("collection", coll)?;
         for k in keys {
@@ -575,8 +591,7 @@ impl DocumentStore {
             }
             Ok(outcome)
         })?;
-        self.durable().await?;
-        Ok(outcome)
+        Ok(self.pending(outcome))
     }
 
     // ---- purging -----------------------------------------------------------------
@@ -659,6 +674,7 @@ fn revision_mismatch(coll: &str, key: &str, expected: &str, actual: &str) -> Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WaitDurable;
 
     fn count(store: &DocumentStore, space: Space, prefix: &[u8]) -> usize {
         let snap = store.engine.snapshot().unwrap();
@@ -676,7 +692,7 @@ mod tests {
             let docs = (0..2500)
                 .map(|i| Bytes::from(format!("{{\"i\":{i}}}")))
                 .collect();
-            s.insert("_system", "c", docs, true).await.unwrap();
+            s.insert("_system", "c", docs, true).wait().await.unwrap();
             // The drop's transaction, without the purge that normally follows it.
             prefix = s
                 .run_tx("test drop", |tx| {
@@ -687,7 +703,7 @@ mod tests {
                     Ok(prefix)
                 })
                 .unwrap();
-            s.durable().await.unwrap();
+            s.pending(()).wait().await.unwrap();
             assert_eq!(count(&s, Space::Docs, &prefix), 2500);
             assert!(s.get("_system", "c", &["1".to_string()]).is_err());
         }
@@ -696,9 +712,10 @@ mod tests {
         assert_eq!(count(&s, Space::Meta, &[PURGE_TAG]), 0);
         // A regular drop purges at once.
         s.insert("_system", "d", vec![Bytes::from_static(b"{}")], true)
+            .wait()
             .await
             .unwrap();
-        s.drop_collection("_system", "d").await.unwrap();
+        s.drop_collection("_system", "d").wait().await.unwrap();
         assert_eq!(count(&s, Space::Meta, &[PURGE_TAG]), 0);
         assert_eq!(count(&s, Space::Docs, &[]), 0);
     }

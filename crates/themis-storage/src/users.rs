@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{decode_json, encode_json, user_key, USER_TAG};
 use crate::error::{Result, StorageError};
+use crate::group_commit::Pending;
 use crate::kv::Space;
 use crate::DocumentStore;
 
@@ -51,14 +52,14 @@ impl DocumentStore {
     }
 
     /// Creates or replaces the user `rec.name`; returns once durable.
-    pub async fn put_user(&self, rec: &UserRecord) -> Result<()> {
+    pub fn put_user(&self, rec: &UserRecord) -> Result<Pending<()>> {
         validate_user_name(&rec.name)?;
         let value = encode_json(rec)?;
         let key = user_key(&rec.name);
         self.run_tx("storing a user", |tx| {
             tx.put(Space::Meta, &key, value.clone()).map_err(Into::into)
         })?;
-        self.durable().await
+        Ok(self.pending(()))
     }
 
     /// All users, sorted by name.
@@ -73,7 +74,7 @@ impl DocumentStore {
     }
 
     /// Deletes the user `name`; a missing user is `NotFound`.
-    pub async fn delete_user(&self, name: &str) -> Result<()> {
+    pub fn delete_user(&self, name: &str) -> Result<Pending<()>> {
         validate_user_name(name)?;
         let key = user_key(name);
         self.run_tx("deleting a user", |tx| {
@@ -84,6 +85,6 @@ impl DocumentStore {
             }
             tx.delete(Space::Meta, &key).map_err(Into::into)
         })?;
-        self.durable().await
+        Ok(self.pending(()))
     }
 }

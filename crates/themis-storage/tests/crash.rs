@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use themis_storage::{DocumentStore, StoreOptions};
+use themis_storage::{DocumentStore, StoreOptions, WaitDurable};
 
 const CHILD_ENV: &str = "THEMIS_STORAGE_CRASH_CHILD_DIR";
 const TASKS: usize = 8;
@@ -30,6 +30,7 @@ fn run_writer(dir: &str) {
         let store = std::sync::Arc::new(DocumentStore::open(StoreOptions::new(dir)).expect("open"));
         store
             .create_collection("_system", "c")
+            .wait()
             .await
             .expect("create");
         let mut handles = Vec::new();
@@ -48,6 +49,7 @@ fn run_writer(dir: &str) {
                         .collect();
                     store
                         .insert("_system", "c", docs, false)
+                        .wait()
                         .await
                         .expect("insert");
                     let mut out = std::io::stdout().lock();

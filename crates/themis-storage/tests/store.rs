@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use themis_storage::{
     decode_revision, DocumentStore, StorageError, StoreOptions, SyncMode, UpdateMode, UserRecord,
-    SYSTEM_DATABASE,
+    WaitDurable, SYSTEM_DATABASE,
 };
 
 fn open(dir: &tempfile::TempDir) -> DocumentStore {
@@ -36,7 +36,11 @@ async fn get_one(s: &DocumentStore, db: &str, coll: &str, key: &str) -> Option<V
 async fn crud_roundtrip() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
-    let info = s.create_collection("_system", "users").await.unwrap();
+    let info = s
+        .create_collection("_system", "users")
+        .wait()
+        .await
+        .unwrap();
     assert_eq!(info.name, "users");
 
     let metas = s
@@ -48,6 +52,7 @@ async fn crud_roundtrip() {
             )],
             false,
         )
+        .wait()
         .await
         .unwrap();
     assert_eq!(metas[0].key, "alice");
@@ -72,6 +77,7 @@ async fn crud_roundtrip() {
             UpdateMode::Merge,
             None,
         )
+        .wait()
         .await
         .unwrap();
     assert_ne!(m2.rev, rev1);
@@ -96,6 +102,7 @@ async fn crud_roundtrip() {
             &keys(&["alice", "nobody", "alice"]),
             None,
         )
+        .wait()
         .await
         .unwrap();
     assert_eq!(out.deleted, 1);
@@ -113,6 +120,7 @@ async fn crud_roundtrip() {
             UpdateMode::Merge,
             None,
         )
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
@@ -123,7 +131,7 @@ async fn generated_keys_are_unique_and_increasing() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
     let docs: Vec<Bytes> = (0..50).map(|i| doc(json!({ "i": i }))).collect();
-    let metas = s.insert("_system", "c", docs, true).await.unwrap();
+    let metas = s.insert("_system", "c", docs, true).wait().await.unwrap();
     for w in metas.windows(2) {
         let a: u64 = w[0].key.parse().unwrap();
         let b: u64 = w[1].key.parse().unwrap();
@@ -139,7 +147,7 @@ async fn generated_keys_are_unique_and_increasing() {
 async fn bulk_insert_is_atomic() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
-    s.create_collection("_system", "c").await.unwrap();
+    s.create_collection("_system", "c").wait().await.unwrap();
 
     // One document that is not an object: nothing is stored, position named.
     let e = s
@@ -153,6 +161,7 @@ async fn bulk_insert_is_atomic() {
             ],
             false,
         )
+        .wait()
         .await
         .unwrap_err();
     match &e {
@@ -169,6 +178,7 @@ async fn bulk_insert_is_atomic() {
             vec![doc(json!({"_key":"a"})), Bytes::from_static(b"{not json")],
             false,
         )
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::InvalidArgument(_)), "{e}");
@@ -186,6 +196,7 @@ async fn bulk_insert_is_atomic() {
             ],
             false,
         )
+        .wait()
         .await
         .unwrap_err();
     match &e {
@@ -199,6 +210,7 @@ async fn bulk_insert_is_atomic() {
 
     // A key that exists already: Conflict, and the other documents are not stored.
     s.insert("_system", "c", vec![doc(json!({"_key":"x","v":1}))], false)
+        .wait()
         .await
         .unwrap();
     let e = s
@@ -208,6 +220,7 @@ async fn bulk_insert_is_atomic() {
             vec![doc(json!({"_key":"new"})), doc(json!({"_key":"x","v":2}))],
             false,
         )
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::Conflict(_)), "{e}");
@@ -220,10 +233,11 @@ async fn bulk_insert_is_atomic() {
 async fn key_validation() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
-    s.create_collection("_system", "c").await.unwrap();
+    s.create_collection("_system", "c").wait().await.unwrap();
 
     let k254 = "k".repeat(254);
     s.insert("_system", "c", vec![doc(json!({ "_key": k254 }))], false)
+        .wait()
         .await
         .unwrap();
     assert!(get_one(&s, "_system", "c", &k254).await.is_some());
@@ -242,6 +256,7 @@ async fn key_validation() {
     for bad in bad_keys {
         let e = s
             .insert("_system", "c", vec![doc(json!({ "_key": bad }))], false)
+            .wait()
             .await
             .unwrap_err();
         assert!(
@@ -251,6 +266,7 @@ async fn key_validation() {
     }
     let ok = "a_-:.@()+,=;$!*'%Z9";
     s.insert("_system", "c", vec![doc(json!({ "_key": ok }))], false)
+        .wait()
         .await
         .unwrap();
     assert_eq!(
@@ -266,6 +282,7 @@ async fn key_validation() {
     }
     let e = s
         .delete("_system", "c", &keys(&[""]), None)
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::InvalidArgument(_)));
@@ -277,36 +294,46 @@ async fn name_validation_and_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
     for bad in ["_mine", "1abc", "a.b", "", &"x".repeat(65)] {
-        let e = s.create_database(bad).await.unwrap_err();
+        let e = s.create_database(bad).wait().await.unwrap_err();
         assert!(
             matches!(e, StorageError::InvalidArgument(_)),
             "{bad}: {e:?}"
         );
-        let e = s.create_collection("_system", bad).await.unwrap_err();
+        let e = s
+            .create_collection("_system", bad)
+            .wait()
+            .await
+            .unwrap_err();
         assert!(
             matches!(e, StorageError::InvalidArgument(_)),
             "{bad}: {e:?}"
         );
     }
-    let e = s.create_database("_x").await.unwrap_err();
+    let e = s.create_database("_x").wait().await.unwrap_err();
     assert!(e.message().contains("reserved"), "{e}");
-    s.create_database(&"x".repeat(64)).await.unwrap();
-    s.create_database("shop").await.unwrap();
-    let e = s.create_database("shop").await.unwrap_err();
+    s.create_database(&"x".repeat(64)).wait().await.unwrap();
+    s.create_database("shop").wait().await.unwrap();
+    let e = s.create_database("shop").wait().await.unwrap_err();
     assert!(matches!(e, StorageError::Conflict(_)), "{e}");
-    s.create_collection("shop", "orders").await.unwrap();
-    let e = s.create_collection("shop", "orders").await.unwrap_err();
+    s.create_collection("shop", "orders").wait().await.unwrap();
+    let e = s
+        .create_collection("shop", "orders")
+        .wait()
+        .await
+        .unwrap_err();
     assert!(matches!(e, StorageError::Conflict(_)), "{e}");
 
     let e = s.list_collections("nope").unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
     let e = s
         .insert("nope", "c", vec![doc(json!({}))], true)
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
     let e = s
         .insert("shop", "users", vec![doc(json!({}))], false)
+        .wait()
         .await
         .unwrap_err();
     assert_eq!(
@@ -321,10 +348,12 @@ async fn name_validation_and_not_found() {
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
     // auto_create makes it, with a valid name only.
     s.insert("shop", "users", vec![doc(json!({}))], true)
+        .wait()
         .await
         .unwrap();
     let e = s
         .insert("shop", "_hidden", vec![doc(json!({}))], true)
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::InvalidArgument(_)), "{e}");
@@ -353,6 +382,7 @@ async fn merge_and_replace() {
         }))],
         true,
     )
+    .wait()
     .await
     .unwrap();
 
@@ -370,6 +400,7 @@ async fn merge_and_replace() {
         UpdateMode::Merge,
         None,
     )
+    .wait()
     .await
     .unwrap();
     let v = get_one(&s, "_system", "c", "d").await.unwrap();
@@ -396,6 +427,7 @@ async fn merge_and_replace() {
         UpdateMode::Replace,
         None,
     )
+    .wait()
     .await
     .unwrap();
     let v = get_one(&s, "_system", "c", "d").await.unwrap();
@@ -417,6 +449,7 @@ async fn merge_and_replace() {
             UpdateMode::Merge,
             None,
         )
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::InvalidArgument(_)), "{e}");
@@ -428,6 +461,7 @@ async fn if_revision_conflicts() {
     let s = open(&dir);
     let m = s
         .insert("_system", "c", vec![doc(json!({"_key":"d","v":1}))], true)
+        .wait()
         .await
         .unwrap();
     let rev1 = m[0].rev.clone();
@@ -441,6 +475,7 @@ async fn if_revision_conflicts() {
             UpdateMode::Merge,
             Some(&rev1),
         )
+        .wait()
         .await
         .unwrap();
     // The old revision no longer matches: Conflict naming both.
@@ -453,6 +488,7 @@ async fn if_revision_conflicts() {
             UpdateMode::Replace,
             Some(&rev1),
         )
+        .wait()
         .await
         .unwrap_err();
     match &e {
@@ -465,12 +501,14 @@ async fn if_revision_conflicts() {
 
     let e = s
         .delete("_system", "c", &keys(&["d"]), Some(&rev1))
+        .wait()
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::Conflict(_)), "{e}");
     assert!(get_one(&s, "_system", "c", "d").await.is_some());
     let out = s
         .delete("_system", "c", &keys(&["d"]), Some(&m2.rev))
+        .wait()
         .await
         .unwrap();
     assert_eq!(out.deleted, 1);
@@ -481,6 +519,7 @@ async fn concurrent_merges_never_lose_an_update() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(open(&dir));
     s.insert("_system", "c", vec![doc(json!({"_key":"hot"}))], true)
+        .wait()
         .await
         .unwrap();
 
@@ -499,6 +538,7 @@ async fn concurrent_merges_never_lose_an_update() {
                     UpdateMode::Merge,
                     None,
                 )
+                .wait()
                 .await
                 .unwrap();
             }
@@ -523,6 +563,7 @@ async fn compare_and_set_counter_with_if_revision() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(open(&dir));
     s.insert("_system", "c", vec![doc(json!({"_key":"n","n":0}))], true)
+        .wait()
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -543,6 +584,7 @@ async fn compare_and_set_counter_with_if_revision() {
                             UpdateMode::Merge,
                             Some(&rev),
                         )
+                        .wait()
                         .await
                     {
                         Ok(_) => break,
@@ -563,13 +605,14 @@ async fn compare_and_set_counter_with_if_revision() {
 async fn group_commit_batches_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(open(&dir));
-    s.create_collection("_system", "c").await.unwrap();
+    s.create_collection("_system", "c").wait().await.unwrap();
     let before = s.sync_stats();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             s.insert("_system", "c", vec![doc(json!({ "i": i }))], false)
+                .wait()
                 .await
                 .unwrap();
         }));
@@ -597,6 +640,7 @@ async fn sync_never_acknowledges_without_fsync_and_flush_syncs() {
         let before = s.sync_stats();
         for i in 0..10 {
             s.insert("_system", "c", vec![doc(json!({ "i": i }))], true)
+                .wait()
                 .await
                 .unwrap();
         }
@@ -616,8 +660,8 @@ async fn reopen_finds_everything_acknowledged() {
     let rev_before;
     {
         let s = open(&dir);
-        s.create_database("shop").await.unwrap();
-        s.create_collection("shop", "orders").await.unwrap();
+        s.create_database("shop").wait().await.unwrap();
+        s.create_collection("shop", "orders").wait().await.unwrap();
         s.insert(
             "shop",
             "orders",
@@ -628,6 +672,7 @@ async fn reopen_finds_everything_acknowledged() {
             ],
             false,
         )
+        .wait()
         .await
         .unwrap();
         rev_before = s
@@ -639,10 +684,12 @@ async fn reopen_finds_everything_acknowledged() {
                 UpdateMode::Merge,
                 None,
             )
+            .wait()
             .await
             .unwrap()
             .rev;
         s.delete("shop", "orders", &keys(&["o2"]), None)
+            .wait()
             .await
             .unwrap();
         s.put_user(&UserRecord {
@@ -651,6 +698,7 @@ async fn reopen_finds_everything_acknowledged() {
             roles: json!(["admin"]),
             created_at_ms: 1,
         })
+        .wait()
         .await
         .unwrap();
         // No flush: acknowledged means durable already.
@@ -678,6 +726,7 @@ async fn reopen_finds_everything_acknowledged() {
             UpdateMode::Merge,
             None,
         )
+        .wait()
         .await
         .unwrap()
         .rev;
@@ -688,41 +737,43 @@ async fn reopen_finds_everything_acknowledged() {
 async fn drop_and_recreate_is_empty() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
-    s.create_database("db1").await.unwrap();
-    let c1 = s.create_collection("db1", "c").await.unwrap();
+    s.create_database("db1").wait().await.unwrap();
+    let c1 = s.create_collection("db1", "c").wait().await.unwrap();
     s.insert(
         "db1",
         "c",
         vec![doc(json!({"_key":"a"})), doc(json!({"_key":"b"}))],
         false,
     )
+    .wait()
     .await
     .unwrap();
-    s.drop_collection("db1", "c").await.unwrap();
+    s.drop_collection("db1", "c").wait().await.unwrap();
     let e = s.get("db1", "c", &keys(&["a"])).unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
-    let e = s.drop_collection("db1", "c").await.unwrap_err();
+    let e = s.drop_collection("db1", "c").wait().await.unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
 
-    let c2 = s.create_collection("db1", "c").await.unwrap();
+    let c2 = s.create_collection("db1", "c").wait().await.unwrap();
     assert!(c2.id > c1.id, "collection ids are never reused");
     assert_eq!(s.collection_stats("db1", "c").unwrap().count, 0);
     assert!(get_one(&s, "db1", "c", "a").await.is_none());
     s.insert("db1", "c", vec![doc(json!({"_key":"a"}))], false)
+        .wait()
         .await
         .unwrap();
 
-    s.create_collection("db1", "other").await.unwrap();
-    s.drop_database("db1").await.unwrap();
+    s.create_collection("db1", "other").wait().await.unwrap();
+    s.drop_database("db1").wait().await.unwrap();
     assert_eq!(s.list_databases().unwrap(), keys(&[SYSTEM_DATABASE]));
     let e = s.list_collections("db1").unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
-    let e = s.drop_database("db1").await.unwrap_err();
+    let e = s.drop_database("db1").wait().await.unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
 
-    s.create_database("db1").await.unwrap();
+    s.create_database("db1").wait().await.unwrap();
     assert!(s.list_collections("db1").unwrap().is_empty());
-    s.create_collection("db1", "c").await.unwrap();
+    s.create_collection("db1", "c").wait().await.unwrap();
     assert_eq!(s.collection_stats("db1", "c").unwrap().count, 0);
 
     // And after a restart nothing comes back either.
@@ -742,9 +793,9 @@ async fn system_database_exists_and_cannot_be_dropped() {
     {
         let s = open(&dir);
         assert_eq!(s.list_databases().unwrap(), keys(&[SYSTEM_DATABASE]));
-        let e = s.drop_database(SYSTEM_DATABASE).await.unwrap_err();
+        let e = s.drop_database(SYSTEM_DATABASE).wait().await.unwrap_err();
         assert!(matches!(e, StorageError::InvalidArgument(_)), "{e}");
-        let e = s.create_database(SYSTEM_DATABASE).await.unwrap_err();
+        let e = s.create_database(SYSTEM_DATABASE).wait().await.unwrap_err();
         assert!(matches!(e, StorageError::InvalidArgument(_)), "{e}");
         assert!(s.list_collections(SYSTEM_DATABASE).unwrap().is_empty());
     }
@@ -758,6 +809,7 @@ async fn revisions_increase() {
     let s = open(&dir);
     let mut prev = s
         .insert("_system", "c", vec![doc(json!({"_key":"r"}))], true)
+        .wait()
         .await
         .unwrap()[0]
         .rev
@@ -772,6 +824,7 @@ async fn revisions_increase() {
                 UpdateMode::Merge,
                 None,
             )
+            .wait()
             .await
             .unwrap()
             .rev;
@@ -793,6 +846,7 @@ async fn concurrent_auto_create_makes_one_collection() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             s.insert("_system", "auto", vec![doc(json!({ "i": i }))], true)
+                .wait()
                 .await
                 .unwrap();
         }));
@@ -816,11 +870,12 @@ async fn users_crud() {
         roles: json!({"admin": true}),
         created_at_ms: 5,
     };
-    s.put_user(&rec).await.unwrap();
+    s.put_user(&rec).wait().await.unwrap();
     s.put_user(&UserRecord {
         name: "alice".to_string(),
         ..rec.clone()
     })
+    .wait()
     .await
     .unwrap();
     assert_eq!(s.get_user("root").unwrap().unwrap(), rec);
@@ -831,8 +886,8 @@ async fn users_crud() {
         .map(|u| u.name)
         .collect();
     assert_eq!(names, keys(&["alice", "root"]));
-    s.delete_user("alice").await.unwrap();
-    let e = s.delete_user("alice").await.unwrap_err();
+    s.delete_user("alice").wait().await.unwrap();
+    let e = s.delete_user("alice").wait().await.unwrap_err();
     assert!(matches!(e, StorageError::NotFound(_)), "{e}");
     let e = s.get_user("").unwrap_err();
     assert!(matches!(e, StorageError::InvalidArgument(_)), "{e}");

@@ -33,7 +33,7 @@ async fn load_until_failure(
                 let result = if i % 4 == 3 {
                     let k2 = format!("{key}-b");
                     let docs = vec![doc, json!({ "_key": k2, "writer": w, "seq": i })];
-                    coll.insert_many(&docs).await.map(|keys| keys)
+                    coll.insert_many(&docs).await
                 } else {
                     coll.insert(&doc).await.map(|m| vec![m.key])
                 };

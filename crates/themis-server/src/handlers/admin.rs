@@ -8,7 +8,7 @@ use serde::Serialize;
 use themis_proto::wire::admin_request::Action;
 use themis_proto::wire::{AdminRequest, AdminResponse};
 
-use super::{database, fail, invalid, storage_error};
+use super::{database, fail, invalid, storage_error, write};
 use crate::session::Session;
 use crate::Shared;
 
@@ -25,16 +25,18 @@ fn ok<T: Serialize>(value: &T) -> AdminResponse {
 
 pub(crate) async fn handle(shared: &Shared, session: &Session, req: AdminRequest) -> AdminResponse {
     let store = &shared.store;
-    let db = database(&req.database, session);
+    let db = database(&req.database, session).to_string();
     let Some(action) = req.action else {
         return invalid("AdminRequest has no action: set one of list_databases, create_database, drop_database, list_collections, create_collection, drop_collection, collection_stats");
     };
     let result = match action {
         Action::ListDatabases(_) => store.list_databases().map(|d| ok(&d)),
-        Action::CreateDatabase(a) => store
-            .create_database(&a.name)
-            .await
-            .map(|()| ok(&serde_json::json!({ "name": a.name }))),
+        Action::CreateDatabase(a) => {
+            let name = a.name.clone();
+            write(shared, move |s| s.create_database(&name))
+                .await
+                .map(|()| ok(&serde_json::json!({ "name": a.name })))
+        }
         Action::DropDatabase(a) => {
             if a.name == session.database {
                 return invalid(format!(
@@ -42,18 +44,22 @@ pub(crate) async fn handle(shared: &Shared, session: &Session, req: AdminRequest
                     a.name
                 ));
             }
-            store
-                .drop_database(&a.name)
+            let name = a.name.clone();
+            write(shared, move |s| s.drop_database(&name))
                 .await
                 .map(|()| ok(&serde_json::json!({ "dropped": a.name })))
         }
-        Action::ListCollections(_) => store.list_collections(db).map(|c| ok(&c)),
-        Action::CreateCollection(a) => store.create_collection(db, &a.name).await.map(|c| ok(&c)),
-        Action::DropCollection(a) => store
-            .drop_collection(db, &a.name)
+        Action::ListCollections(_) => store.list_collections(&db).map(|c| ok(&c)),
+        Action::CreateCollection(a) => write(shared, move |s| s.create_collection(&db, &a.name))
             .await
-            .map(|()| ok(&serde_json::json!({ "dropped": a.name }))),
-        Action::CollectionStats(a) => store.collection_stats(db, &a.name).map(|s| ok(&s)),
+            .map(|c| ok(&c)),
+        Action::DropCollection(a) => {
+            let name = a.name.clone();
+            write(shared, move |s| s.drop_collection(&db, &name))
+                .await
+                .map(|()| ok(&serde_json::json!({ "dropped": a.name })))
+        }
+        Action::CollectionStats(a) => store.collection_stats(&db, &a.name).map(|s| ok(&s)),
         Action::CreateIndex(_) | Action::DropIndex(_) | Action::ListIndexes(_) => {
             return invalid("index management is not available in this server version yet")
         }

@@ -9,9 +9,9 @@ use themis_proto::wire::{
     CreateRequest, CreateResponse, DeleteRequest, DeleteResponse, ReadRequest, ReadResponse,
     UpdateMode, UpdateRequest, UpdateResponse,
 };
-use themis_storage::UpdateMode as StoreMode;
+use themis_storage::{DocumentStore, UpdateMode as StoreMode};
 
-use super::{database, fail, invalid, reject_transaction, storage_error};
+use super::{database, fail, invalid, reject_transaction, storage_error, write};
 use crate::session::Session;
 use crate::Shared;
 
@@ -36,13 +36,10 @@ pub(crate) async fn create(
         (false, false) => vec![req.document],
         (true, true) => req.documents,
     };
-    let db = database(&req.database, session);
+    let db = database(&req.database, session).to_string();
     let auto_create = shared.config.server.auto_create_collections;
-    match shared
-        .store
-        .insert(db, &req.collection, docs, auto_create)
-        .await
-    {
+    let coll = req.collection;
+    match write(shared, move |s| s.insert(&db, &coll, docs, auto_create)).await {
         Ok(metas) if bulk => CreateResponse {
             success: true,
             document_ids: metas.into_iter().map(|m| m.key).collect(),
@@ -111,19 +108,19 @@ pub(crate) async fn update(
     if req.document.is_empty() {
         return invalid("UpdateRequest has no document: set document to a JSON object");
     }
-    let db = database(&req.database, session);
-    match shared
-        .store
-        .update(
-            db,
+    let db = database(&req.database, session).to_string();
+    let update = move |s: &DocumentStore| {
+        let if_revision = non_empty(&req.if_revision);
+        s.update(
+            &db,
             &req.collection,
             &req.document_id,
             req.document,
             mode,
-            non_empty(&req.if_revision),
+            if_revision,
         )
-        .await
-    {
+    };
+    match write(shared, update).await {
         Ok(meta) => UpdateResponse {
             success: true,
             document_id: meta.key,
@@ -142,17 +139,16 @@ pub(crate) async fn delete(
     if let Some(r) = reject_transaction(&req.transaction_id) {
         return r;
     }
-    let db = database(&req.database, session);
-    match shared
-        .store
-        .delete(
-            db,
+    let db = database(&req.database, session).to_string();
+    let delete = move |s: &DocumentStore| {
+        s.delete(
+            &db,
             &req.collection,
             &req.document_ids,
             non_empty(&req.if_revision),
         )
-        .await
-    {
+    };
+    match write(shared, delete).await {
         Ok(outcome) => DeleteResponse {
             success: true,
             deleted_count: outcome.deleted,

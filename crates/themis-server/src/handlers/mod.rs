@@ -13,7 +13,7 @@ pub mod handshake;
 use bytes::Bytes;
 use themis_proto::wire::{self, ErrorCode, OpCode};
 use themis_proto::{ErrorExt, Request, TypedResponse};
-use themis_storage::StorageError;
+use themis_storage::{DocumentStore, Pending, StorageError};
 
 use crate::connection::{error_frame, response_frame};
 use crate::session::{now_ms, Session};
@@ -100,13 +100,29 @@ pub(crate) fn database<'a>(requested: &'a str, session: &'a Session) -> &'a str 
     }
 }
 
+/// Runs a storage write: the commit on the blocking pool (the engine may hold it while
+/// a sync owns its journal), then the wait for durability back on the runtime. So a
+/// sync never stalls the tasks serving other requests, and many commits queue up for
+/// the next group sync instead of two at a time.
+pub(crate) async fn write<T: Send + 'static>(
+    shared: &Shared,
+    commit: impl FnOnce(&DocumentStore) -> Result<Pending<T>, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    let store = shared.store.clone();
+    let pending = tokio::task::spawn_blocking(move || commit(&store))
+        .await
+        .map_err(|e| StorageError::Internal(format!("storage task failed: {e}")))??;
+    pending.wait().await
+}
+
 /// Maps a storage error onto the wire error with the same meaning.
 pub(crate) fn storage_error(e: StorageError) -> wire::Error {
     let code = match &e {
         StorageError::NotFound(_) => ErrorCode::ErrNotFound,
         StorageError::Conflict(_) => ErrorCode::ErrConflict,
         StorageError::InvalidArgument(_) => ErrorCode::ErrInvalidArgument,
-        _ => ErrorCode::ErrInternal,
+        StorageError::Unavailable(_) => ErrorCode::ErrUnavailable,
+        StorageError::Internal(_) => ErrorCode::ErrInternal,
     };
     if code == ErrorCode::ErrInternal {
         tracing::error!(error = %e, "storage failure");
