@@ -4,10 +4,16 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let file = root.join("themis_wire_v1.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
-    let fds = protox::compile([&file], [&root])?;
+    // Canonical, so the include root has no `..` for protox to trip over; the file is
+    // named relative to it, wherever the checkout lives.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?)
+        .join("../../proto")
+        .canonicalize()?;
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("themis_wire_v1.proto").display()
+    );
+    let fds = protox::compile(["themis_wire_v1.proto"], [&root])?;
     prost_build::Config::new().bytes(["."]).compile_fds(fds)?;
     Ok(())
 }

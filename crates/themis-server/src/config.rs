@@ -129,7 +129,7 @@ auto_create_collections = true
 bcrypt_cost = 10
 # How long a session token stays valid after its HANDSHAKE.
 session_ttl = 86400
-# Name this server reports as ServerInfo.node_id; empty: not set.
+# Name this server reports as ServerInfo.node_id; empty: themis-<port>.
 node_id =
 
 [wire_protocol]

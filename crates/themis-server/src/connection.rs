@@ -183,6 +183,17 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        if request_id == 0 {
+            let err = wire::Error::new(
+                ErrorCode::ErrProtocol,
+                format!(
+                    "{:?} with request_id 0: 0 is reserved for frames the server starts; number requests from 1, unique among those in flight",
+                    request.opcode()
+                ),
+            );
+            send_frame_error(&shared.codec, &tx, 0, err, Some(permit));
+            continue;
+        }
         match (&session, request) {
             (_, Request::Ping(ping)) => {
                 let pong = handlers::ping(&ping);
@@ -308,15 +319,9 @@ pub(crate) async fn serve(
         ReadEnd::Timeout => {
             if session.is_some() {
                 debug!("idle timeout");
-                let idle = shared.config.wire.idle_timeout.as_secs();
-                send_goaway(
-                    &shared.codec,
-                    &tx,
-                    &format!(
-                        "idle: no frame for {idle}s (send OP_PING to keep a connection alive)"
-                    ),
-                    0,
-                );
+                // Exactly "idle", as the contract names it; clients keep connections
+                // alive with OP_PING.
+                send_goaway(&shared.codec, &tx, "idle", 0);
             } else {
                 warn!(%peer, "handshake timeout");
                 let secs = shared.config.wire.handshake_timeout.as_secs_f64();

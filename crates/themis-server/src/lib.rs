@@ -43,16 +43,15 @@ pub(crate) struct Shared {
 /// Errors that stop the server from starting. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open storage in {path}: {source}")]
+    // Underlying errors are part of the message, not a `source`, so that a printed
+    // error chain does not repeat them.
+    #[error("cannot open storage in {path}: {error}")]
     Storage {
         path: String,
-        source: themis_storage::StorageError,
+        error: themis_storage::StorageError,
     },
-    #[error("cannot listen on {addr}: {source} (is another server running on that port? choose another with --port)")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {error} (is another server running on that port? choose another with --port)")]
+    Bind { addr: String, error: std::io::Error },
     #[error("nothing to serve: [wire_protocol] enabled = false, and the wire protocol is this build's only front door; set enabled = true")]
     NothingToServe,
     #[error("cannot create the root user: {0}")]

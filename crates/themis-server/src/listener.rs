@@ -47,9 +47,9 @@ impl Server {
         let addr = config.wire.listen_address();
         let data_dir = config.server.data_dir.display().to_string();
         let store =
-            DocumentStore::open(store_options(&config)).map_err(|source| StartError::Storage {
+            DocumentStore::open(store_options(&config)).map_err(|error| StartError::Storage {
                 path: data_dir.clone(),
-                source,
+                error,
             })?;
         let store = Arc::new(store);
         crate::session::bootstrap_root(&store, &config, opts.root_password)
@@ -59,13 +59,13 @@ impl Server {
         let listener =
             TcpListener::bind(addr.as_str())
                 .await
-                .map_err(|source| StartError::Bind {
+                .map_err(|error| StartError::Bind {
                     addr: addr.to_string(),
-                    source,
+                    error,
                 })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        let local_addr = listener.local_addr().map_err(|error| StartError::Bind {
             addr: addr.to_string(),
-            source,
+            error,
         })?;
 
         let node_id = config

@@ -99,26 +99,34 @@ pub(crate) async fn verify_password(
     password: &str,
     cost: u32,
 ) -> Result<bool, String> {
-    static DUMMY_HASH: OnceLock<String> = OnceLock::new();
-    let user = store.get_user(username).map_err(|e| e.to_string())?;
+    // A name no user can have (too long, control characters) is an unknown user: the
+    // same answer after the same work as any other.
+    let user = match store.get_user(username) {
+        Ok(user) => user,
+        Err(themis_storage::StorageError::InvalidArgument(_)) => None,
+        Err(e) => return Err(e.to_string()),
+    };
     let password = password.to_string();
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || {
         // An unknown user is checked against a hash of a random password, so it costs
         // the same bcrypt work as a wrong password.
-        let hash = stored.unwrap_or_else(|| {
-            DUMMY_HASH
-                .get_or_init(|| {
-                    let random = Alphanumeric.sample_string(&mut rand::rng(), 24);
-                    bcrypt::hash(random, cost).unwrap_or_default()
-                })
-                .clone()
-        });
+        let hash = stored.unwrap_or_else(|| dummy_hash(cost).to_string());
         bcrypt::verify(password, &hash).unwrap_or(false)
     })
     .await
     .map_err(|e| e.to_string())?;
     Ok(ok && user.is_some())
+}
+
+/// A hash of a random password at `cost`, checked for unknown users. Built once at
+/// start (see [`bootstrap_root`]), so the first unknown user costs no extra hashing.
+fn dummy_hash(cost: u32) -> &'static str {
+    static DUMMY_HASH: OnceLock<String> = OnceLock::new();
+    DUMMY_HASH.get_or_init(|| {
+        let random = Alphanumeric.sample_string(&mut rand::rng(), 24);
+        bcrypt::hash(random, cost).unwrap_or_default()
+    })
 }
 
 /// Hashes a password with the configured bcrypt cost, on the blocking pool.
@@ -138,6 +146,12 @@ pub(crate) async fn bootstrap_root(
     config: &Config,
     root_password: Option<String>,
 ) -> Result<(), String> {
+    let cost = config.server.bcrypt_cost;
+    tokio::task::spawn_blocking(move || {
+        dummy_hash(cost);
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     if store
         .get_user(ROOT_USER)
         .map_err(|e| e.to_string())?

@@ -3,7 +3,7 @@
 //! [`StorageError`] is what callers see. Its first four variants map one-to-one onto
 //! wire error codes (`NotFound` → ERR_NOT_FOUND, `Conflict` → ERR_CONFLICT,
 //! `InvalidArgument` → ERR_INVALID_ARGUMENT, `Internal` → ERR_INTERNAL), and
-//! `Unavailable` → ERR_UNAVAILABLE. Every message says what was wrong and what to do
+//! `Unavailable` → ERR_UNAVAILABLE, `Contended` → ERR_CONFLICT marked retryable. Every message says what was wrong and what to do
 //! next, because the server passes it to the client unchanged.
 //!
 //! [`KvError`] is the narrower error of the key-value engine layer: its `Conflict` is
@@ -19,10 +19,14 @@ pub enum StorageError {
     /// A database, collection, document or user does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The operation collides with existing data: a name or `_key` already taken, a
-    /// stale `_rev`, or a write that kept losing races with concurrent writers.
+    /// The operation collides with existing data: a name or `_key` already taken, or
+    /// a stale `_rev`. Retrying the same request fails the same way.
     #[error("{0}")]
     Conflict(String),
+    /// A write kept losing optimistic races with concurrent writers; the same request
+    /// may succeed when retried.
+    #[error("{0}")]
+    Contended(String),
     /// The request itself is wrong: a bad name, key or document.
     #[error("{0}")]
     InvalidArgument(String),
@@ -41,6 +45,7 @@ impl StorageError {
         match self {
             StorageError::NotFound(_) => "not_found",
             StorageError::Conflict(_) => "conflict",
+            StorageError::Contended(_) => "contended",
             StorageError::InvalidArgument(_) => "invalid_argument",
             StorageError::Unavailable(_) => "unavailable",
             StorageError::Internal(_) => "internal",
@@ -52,6 +57,7 @@ impl StorageError {
         match self {
             StorageError::NotFound(m)
             | StorageError::Conflict(m)
+            | StorageError::Contended(m)
             | StorageError::InvalidArgument(m)
             | StorageError::Unavailable(m)
             | StorageError::Internal(m) => m,

@@ -227,7 +227,7 @@ impl DocumentStore {
                     backoff(attempt);
                 }
                 Err(KvError::Conflict) => {
-                    return Err(StorageError::Conflict(format!(
+                    return Err(StorageError::Contended(format!(
                         "{what} conflicted with concurrent writes {MAX_TX_ATTEMPTS} times in a \
                          row; retry the request"
                     )))

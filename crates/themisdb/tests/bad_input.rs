@@ -366,7 +366,7 @@ async fn idle_connection_gets_goaway() {
     assert_eq!(f.op(), OpCode::OpGoaway);
     assert_eq!(f.request_id, 0);
     let goaway: wire::GoAway = f.decode();
-    assert!(goaway.reason.starts_with("idle"), "{}", goaway.reason);
+    assert_eq!(goaway.reason, "idle", "the contract's reason, verbatim");
     idle.expect_eof().await;
     busy.ping_ok(200).await;
 }
@@ -452,4 +452,61 @@ async fn peer_that_never_reads_is_closed_and_others_are_served() {
         "server kept writing to a stalled peer: {total} bytes"
     );
     assert_healthy(&mut ok, 300).await;
+}
+
+#[tokio::test]
+async fn request_id_zero_is_refused_and_connection_stays() {
+    let server = TestServer::start().await;
+    let mut c = RawConn::login(server.addr).await;
+    c.send(OpCode::OpPing, 0, &wire::Ping { timestamp_ms: 1 })
+        .await;
+    let f = c.recv().await.expect("error frame");
+    assert_eq!(f.request_id, 0);
+    let err = f.error();
+    assert_eq!(code_of(&err), ErrorCode::ErrProtocol);
+    assert!(err.message.contains("request_id 0"), "{}", err.message);
+    c.ping_ok(1).await;
+}
+
+#[tokio::test]
+async fn server_only_and_unserved_opcodes_are_refused_with_their_id() {
+    let server = TestServer::start().await;
+    let mut c = RawConn::login(server.addr).await;
+    // OP_PONG is sent only by the server.
+    c.send(OpCode::OpPong, 5, &wire::Pong::default()).await;
+    let f = c.recv().await.unwrap();
+    assert_eq!(f.request_id, 5);
+    assert_eq!(code_of(&f.error()), ErrorCode::ErrProtocol);
+    // OP_QUERY is in the schema but not served by this version.
+    let q = wire::QueryRequest {
+        aql_query: "RETURN 1".into(),
+        ..Default::default()
+    };
+    c.send(OpCode::OpQuery, 6, &q).await;
+    let f = c.recv().await.unwrap();
+    assert_eq!(f.request_id, 6);
+    let err = f.error();
+    assert_eq!(code_of(&err), ErrorCode::ErrUnknownOpcode);
+    assert!(err.message.contains("features"), "{}", err.message);
+    c.ping_ok(7).await;
+}
+
+#[tokio::test]
+async fn impossible_user_names_fail_authentication_like_any_other() {
+    let server = TestServer::start().await;
+    let mut c = RawConn::connect(server.addr).await;
+    for name in [
+        "x".repeat(300),
+        "bad\u{0}name".to_string(),
+        "tab\tname".to_string(),
+    ] {
+        let resp = c.handshake(&name, "whatever").await;
+        assert!(!resp.success);
+        assert_eq!(
+            code_of(resp.error.as_ref().unwrap()),
+            ErrorCode::ErrAuthFailed,
+            "{name:?}"
+        );
+    }
+    assert!(c.handshake("root", ROOT_PASSWORD).await.success);
 }

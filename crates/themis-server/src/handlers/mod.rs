@@ -118,6 +118,9 @@ pub(crate) async fn write<T: Send + 'static>(
 /// Maps a storage error onto the wire error with the same meaning.
 pub(crate) fn storage_error(e: StorageError) -> wire::Error {
     let code = match &e {
+        StorageError::Contended(m) => {
+            return wire::Error::retryable(ErrorCode::ErrConflict, m.clone(), 0)
+        }
         StorageError::NotFound(_) => ErrorCode::ErrNotFound,
         StorageError::Conflict(_) => ErrorCode::ErrConflict,
         StorageError::InvalidArgument(_) => ErrorCode::ErrInvalidArgument,
