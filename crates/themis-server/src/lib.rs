@@ -19,6 +19,7 @@ pub mod connection;
 pub mod handlers;
 pub mod listener;
 pub mod session;
+mod writers;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub store: Arc<DocumentStore>,
     pub sessions: session::SessionRegistry,
+    pub writers: writers::WritePool,
     pub codec: FrameCodec,
     pub node_id: String,
 }
@@ -54,6 +56,8 @@ pub enum StartError {
     Bind { addr: String, error: std::io::Error },
     #[error("nothing to serve: [wire_protocol] enabled = false, and the wire protocol is this build's only front door; set enabled = true")]
     NothingToServe,
+    #[error("cannot start the storage writer threads: {0}")]
+    Writers(std::io::Error),
     #[error("cannot create the root user: {0}")]
     Bootstrap(String),
 }

@@ -24,6 +24,11 @@ use themis_storage::DocumentStore;
 
 use crate::connection::{self, send_error_and_close};
 use crate::session::SessionRegistry;
+use crate::writers::WritePool;
+
+/// Storage writer threads: enough to keep commits flowing while one waits for the
+/// journal, few enough not to fight over it (see `writers`).
+const WRITER_THREADS: usize = 2;
 use crate::{store_options, Config, Shared, StartError, StartOptions};
 
 /// A configured server, ready to [`Server::start`].
@@ -76,6 +81,7 @@ impl Server {
         let shared = Arc::new(Shared {
             codec: FrameCodec::new(config.wire.max_frame_bytes),
             sessions: SessionRegistry::new(config.server.session_ttl),
+            writers: WritePool::new(WRITER_THREADS).map_err(StartError::Writers)?,
             store: store.clone(),
             node_id,
             config,

@@ -93,7 +93,8 @@ impl DurableTicket {
 ///
 /// Write methods of [`crate::DocumentStore`] are synchronous: they run the transaction
 /// (possibly blocking on the engine, e.g. while a sync holds its journal) and return
-/// this. Run them off the async executor (`spawn_blocking`) and then `.wait().await`
+/// this. Run them off the async executor (the server has writer threads for it) and
+/// then `.wait().await`
 /// the acknowledgement, so that fsyncs never stall the tasks serving other requests.
 #[must_use = "a write is not acknowledged until it is durable: call .wait().await"]
 pub struct Pending<T> {

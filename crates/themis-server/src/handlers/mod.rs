@@ -100,18 +100,19 @@ pub(crate) fn database<'a>(requested: &'a str, session: &'a Session) -> &'a str 
     }
 }
 
-/// Runs a storage write: the commit on the blocking pool (the engine may hold it while
+/// Runs a storage write: the commit on a writer thread (the engine may block it while
 /// a sync owns its journal), then the wait for durability back on the runtime. So a
-/// sync never stalls the tasks serving other requests, and many commits queue up for
-/// the next group sync instead of two at a time.
+/// sync never stalls the tasks serving other requests.
 pub(crate) async fn write<T: Send + 'static>(
     shared: &Shared,
     commit: impl FnOnce(&DocumentStore) -> Result<Pending<T>, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
     let store = shared.store.clone();
-    let pending = tokio::task::spawn_blocking(move || commit(&store))
+    let pending = shared
+        .writers
+        .run(move || commit(&store))
         .await
-        .map_err(|e| StorageError::Internal(format!("storage task failed: {e}")))??;
+        .map_err(|e| StorageError::Unavailable(e.to_string()))??;
     pending.wait().await
 }
 
