@@ -260,36 +260,16 @@ pub(crate) async fn serve(
         }
     };
 
-    match end {
+    let closing = match end {
         ReadEnd::Eof { truncated } => {
             if truncated {
                 debug!("peer closed mid-frame; partial frame discarded");
             }
-            finish(
-                reader,
-                tx,
-                writer,
-                inflight,
-                max_in_flight,
-                &shared,
-                false,
-                false,
-            )
-            .await;
+            Closing::PeerGone
         }
         ReadEnd::Io(e) => {
             debug!(error = %e, "read failed");
-            finish(
-                reader,
-                tx,
-                writer,
-                inflight,
-                max_in_flight,
-                &shared,
-                false,
-                false,
-            )
-            .await;
+            Closing::PeerGone
         }
         ReadEnd::Frame(e) => {
             warn!(%peer, error = %e, "closing connection after a bad frame");
@@ -297,24 +277,9 @@ pub(crate) async fn serve(
                 FrameError::TooLarge { .. } => ErrorCode::ErrMessageTooLarge,
                 FrameError::BadMagic(..) | FrameError::Empty => ErrorCode::ErrProtocol,
             };
-            send_frame_error(
-                &shared.codec,
-                &tx,
-                0,
-                wire::Error::new(code, e.to_string()),
-                None,
-            );
-            finish(
-                reader,
-                tx,
-                writer,
-                inflight,
-                max_in_flight,
-                &shared,
-                false,
-                true,
-            )
-            .await;
+            let err = wire::Error::new(code, e.to_string());
+            send_frame_error(&shared.codec, &tx, 0, err, None);
+            Closing::AfterFinalFrame
         }
         ReadEnd::Timeout => {
             if session.is_some() {
@@ -331,54 +296,66 @@ pub(crate) async fn serve(
                 );
                 send_frame_error(&shared.codec, &tx, 0, err, None);
             }
-            finish(
-                reader,
-                tx,
-                writer,
-                inflight,
-                max_in_flight,
-                &shared,
-                false,
-                true,
-            )
-            .await;
+            Closing::AfterFinalFrame
         }
         ReadEnd::Stalled => {
             warn!(%peer, "closing connection: peer has not read its answers for idle_timeout");
+            // Nothing more can reach a peer that does not read: drop it now.
             writer.abort();
+            debug!("connection closed");
+            return;
         }
         ReadEnd::Shutdown => {
             send_goaway(&shared.codec, &tx, "shutdown", 1000);
-            finish(
-                reader,
-                tx,
-                writer,
-                inflight,
-                max_in_flight,
-                &shared,
-                true,
-                true,
-            )
-            .await;
+            Closing::Draining
         }
-    }
+    };
+    let conn = ConnectionParts {
+        reader,
+        tx,
+        writer,
+        inflight,
+        max_in_flight,
+    };
+    finish(conn, &shared, closing).await;
     debug!("connection closed");
 }
 
-/// Waits for in-flight requests (answering late ones with UNAVAILABLE when draining for
-/// shutdown), lets the writer flush and half-close, then lingers so the peer reads
-/// everything instead of seeing a reset.
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    mut reader: Reader,
+/// How a connection ends, once the reader has stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// The peer closed or the socket failed: finish in-flight work, nothing to say.
+    PeerGone,
+    /// A final OP_ERROR or GOAWAY is queued: let it out, then linger so the peer
+    /// reads it instead of seeing a reset.
+    AfterFinalFrame,
+    /// Server shutdown: like `AfterFinalFrame`, and requests that still arrive are
+    /// answered with a retryable UNAVAILABLE, not executed.
+    Draining,
+}
+
+/// What `finish` needs of a connection that stopped reading.
+struct ConnectionParts {
+    reader: Reader,
     tx: Tx,
     writer: tokio::task::JoinHandle<()>,
     inflight: Arc<Semaphore>,
     max_in_flight: usize,
-    shared: &Shared,
-    refuse_late: bool,
-    linger: bool,
-) {
+}
+
+/// Waits for in-flight requests (answering late ones with UNAVAILABLE when draining
+/// for shutdown), lets the writer flush and half-close, then lingers so the peer
+/// reads everything instead of seeing a reset.
+async fn finish(conn: ConnectionParts, shared: &Shared, closing: Closing) {
+    let ConnectionParts {
+        mut reader,
+        tx,
+        writer,
+        inflight,
+        max_in_flight,
+    } = conn;
+    let refuse_late = closing == Closing::Draining;
+    let linger = closing != Closing::PeerGone;
     let grace = shared.config.server.shutdown_grace;
     if refuse_late {
         // Requests that arrived with the last read but were not dispatched yet.
