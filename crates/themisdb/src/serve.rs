@@ -49,12 +49,20 @@ fn load_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
 }
 
 fn init_logging(config: &Config) {
+    // The storage engine's own info lines (journal rotation, flushes) are noise for an
+    // operator; they show only when the filter names the engine's crates.
+    let mut directives = config.server.log_level.clone();
+    if !directives.contains("fjall") && !directives.contains("lsm_tree") {
+        directives.push_str(",fjall=warn,lsm_tree=warn");
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.server.log_level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directives))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never into files or collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match config.server.log_format {
         LogFormat::Json => builder.json().init(),
