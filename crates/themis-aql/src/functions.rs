@@ -1,0 +1,1 @@
+//! The AQL standard library. (Being written.)

@@ -1,0 +1,1 @@
+//! AQL text → [`crate::ast::Query`]. (Being written.)

@@ -1,0 +1,1 @@
+//! AQL value semantics. (Being written.)
