@@ -146,9 +146,10 @@ pub enum ExprKind {
     /// `base[index]`: an array position (negative counts from the end) or an
     /// attribute name.
     Index(Box<Expr>, Box<Expr>),
-    /// Array expansion `base[*]` with what follows applied to each element:
-    /// `users[*].name` is `Expand { base: users, var: "CURRENT", filter: None,
-    /// limit: None, projection: Some(CURRENT.name) }`. Inline `[* FILTER cond
+    /// Array expansion `base[*]` with what follows applied to each element, which the
+    /// projection, filter and limit see as the identifier `CURRENT`: `users[*].name`
+    /// is `Expand { base: users, filter: None, limit: None, projection:
+    /// Some(CURRENT.name) }`. Inline `[* FILTER cond
     /// LIMIT n RETURN proj]` forms fill `filter`, `limit` and `projection`.
     Expand {
         base: Box<Expr>,
@@ -157,7 +158,10 @@ pub enum ExprKind {
         projection: Option<Box<Expr>>,
     },
     /// `base[**]`: flatten one level (`[***]` two levels, and so on).
-    Flatten { base: Box<Expr>, depth: u32 },
+    Flatten {
+        base: Box<Expr>,
+        depth: u32,
+    },
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     /// `cond ? then : else`; `cond ?: else` has `then = None` (yields `cond` when
@@ -171,7 +175,10 @@ pub enum ExprKind {
     Range(Box<Expr>, Box<Expr>),
     /// `NAME(args)`; `name` is upper-cased by the parser. Namespaced user functions
     /// (`MY::FN`) keep their `::`.
-    Call { name: String, args: Vec<Expr> },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+    },
     /// `( query )`
     Subquery(Box<Query>),
 }

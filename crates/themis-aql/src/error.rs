@@ -91,7 +91,12 @@ impl QueryError {
         let start = span.start.min(src.len());
         let before = &src[..floor_char_boundary(src, start)];
         let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
         Some((line, col))
     }
 }
@@ -125,7 +130,12 @@ impl fmt::Display for QueryError {
             .map(|t| t.chars().count())
             .unwrap_or(0)
             .max(1);
-        write!(f, "\n  {text}\n  {}{}", " ".repeat(col - 1), "^".repeat(width))
+        write!(
+            f,
+            "\n  {text}\n  {}{}",
+            " ".repeat(col - 1),
+            "^".repeat(width)
+        )
     }
 }
 
@@ -142,7 +152,13 @@ mod tests {
         let e = QueryError::syntax("unexpected '>'", Span::new(start + 1, start + 2)).in_query(q);
         assert_eq!(e.line_col(), Some((2, 17)));
         let shown = e.to_string();
-        assert!(shown.starts_with("unexpected '>' (line 2, column 17)"), "{shown}");
-        assert!(shown.ends_with("\n    FILTER u.age >> 3\n                  ^"), "{shown:?}");
+        assert!(
+            shown.starts_with("unexpected '>' (line 2, column 17)"),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with("\n    FILTER u.age >> 3\n                  ^"),
+            "{shown:?}"
+        );
     }
 }

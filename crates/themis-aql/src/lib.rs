@@ -9,9 +9,13 @@
 //! was wrong, with the line, column and offending text for anything in the query.
 
 pub mod ast;
+mod compile;
 pub mod error;
+pub mod exec;
 pub mod functions;
+mod lexer;
 pub mod parser;
 pub mod value;
 
-pub use error::{QueryError, Span};
+pub use error::{ErrorKind, QueryError, Span};
+pub use exec::{explain, run_read, run_write, Prepared, QueryOptions, ReadCursor, Stats};

@@ -1,5 +1,5 @@
-//! Admin calls (`OP_ADMIN`): databases, collections, stats, and a generic
-//! [`Client::admin`] for actions without a typed helper.
+//! Admin calls (`OP_ADMIN`): databases, collections, stats, secondary indexes, and a
+//! generic [`Client::admin`] for actions without a typed helper.
 //!
 //! The server answers every admin action with `AdminResponse.result`, a JSON value.
 //! The typed helpers read it leniently: a list may be an array of names or of objects
@@ -40,6 +40,72 @@ pub struct CollectionStats {
     /// Everything else the server reported.
     #[serde(flatten)]
     pub details: Map<String, Value>,
+}
+
+/// Options of [`Client::create_index`]. `IndexOptions::default()` is a non-unique,
+/// non-sparse index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// No two documents may have equal values in all the index's fields (a write that
+    /// would break it fails with `ERR_CONFLICT`).
+    pub unique: bool,
+    /// Leave out documents in which any indexed field is `null` or missing (so for a
+    /// unique index such documents never conflict).
+    pub sparse: bool,
+}
+
+impl IndexOptions {
+    /// A unique, non-sparse index.
+    pub fn unique() -> IndexOptions {
+        IndexOptions {
+            unique: true,
+            sparse: false,
+        }
+    }
+
+    /// Sets `sparse`.
+    pub fn sparse(mut self, sparse: bool) -> IndexOptions {
+        self.sparse = sparse;
+        self
+    }
+}
+
+fn persistent() -> String {
+    "persistent".to_owned()
+}
+
+/// One index of a collection, as [`Client::list_indexes`] and
+/// [`Client::create_index`] return it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IndexInfo {
+    /// Index name (`"primary"` for the implicit `_key` index).
+    pub name: String,
+    /// The indexed attribute paths, in key order.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub sparse: bool,
+    /// `"primary"` or `"persistent"`.
+    #[serde(rename = "type", default = "persistent")]
+    pub kind: String,
+    /// Never-reused id (absent for the primary index).
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// Creation time in Unix milliseconds (absent for the primary index).
+    #[serde(default)]
+    pub created_at_ms: Option<u64>,
+    /// Everything else the server said about the index.
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+impl IndexInfo {
+    /// Whether this is the implicit primary (`_key`) index.
+    pub fn is_primary(&self) -> bool {
+        self.kind == "primary"
+    }
 }
 
 impl Client {
@@ -118,6 +184,62 @@ impl Client {
             }))
             .await?;
         stats_from(name, result)
+    }
+}
+
+impl Client {
+    /// Creates index `name` on `fields` (dotted attribute paths such as
+    /// `"address.city"`, at most 8) of `collection`, filling it from the documents
+    /// already stored. A taken name, an identical existing index, or (for a unique
+    /// index) documents that already share values fail with `ERR_CONFLICT`.
+    pub async fn create_index<S: AsRef<str>>(
+        &self,
+        collection: &str,
+        name: &str,
+        fields: &[S],
+        options: IndexOptions,
+    ) -> Result<IndexInfo> {
+        let result = self
+            .admin(Action::CreateIndex(wire::CreateIndex {
+                collection: collection.to_owned(),
+                name: name.to_owned(),
+                fields: fields.iter().map(|f| f.as_ref().to_owned()).collect(),
+                unique: options.unique,
+                sparse: options.sparse,
+            }))
+            .await?;
+        match result {
+            Value::Object(_) => Ok(serde_json::from_value(result)?),
+            other => Err(Error::Protocol(format!(
+                "admin result for create_index should be a JSON object, found {other}"
+            ))),
+        }
+    }
+
+    /// Drops index `name` of `collection` (the primary index cannot be dropped).
+    pub async fn drop_index(&self, collection: &str, name: &str) -> Result<()> {
+        self.admin(Action::DropIndex(wire::DropIndex {
+            collection: collection.to_owned(),
+            name: name.to_owned(),
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// The indexes of `collection`: the primary index first, then the secondary ones.
+    pub async fn list_indexes(&self, collection: &str) -> Result<Vec<IndexInfo>> {
+        let result = self
+            .admin(Action::ListIndexes(wire::ListIndexes {
+                collection: collection.to_owned(),
+            }))
+            .await?;
+        the_array(result, "indexes")?
+            .into_iter()
+            .map(|item| match item {
+                Value::Object(_) => Ok(serde_json::from_value(item)?),
+                other => Err(unexpected("indexes", &other.to_string())),
+            })
+            .collect()
     }
 }
 
@@ -238,6 +360,33 @@ mod tests {
         assert_eq!(got[1].name, "logs");
         assert!(got[1].details.is_empty());
         assert!(infos_from(json!([{"count": 1}]), "collections").is_err());
+    }
+
+    #[test]
+    fn index_infos() {
+        let list = vec![
+            json!({"name": "primary", "fields": ["_key"], "unique": true, "sparse": false, "type": "primary"}),
+            json!({"name": "by_email", "id": 7, "fields": ["email"], "unique": true, "sparse": false, "created_at_ms": 5, "type": "persistent", "extra": 1}),
+            json!({"name": "old"}),
+        ];
+        let got: Vec<IndexInfo> = list
+            .into_iter()
+            .map(|v| serde_json::from_value(v).unwrap())
+            .collect();
+        assert!(got[0].is_primary());
+        assert_eq!(got[0].id, None);
+        assert_eq!(got[1].id, Some(7));
+        assert_eq!(got[1].fields, vec!["email"]);
+        assert!(!got[1].is_primary());
+        assert_eq!(got[1].details.get("extra"), Some(&json!(1)));
+        assert_eq!(got[2].kind, "persistent");
+        assert_eq!(
+            IndexOptions::unique().sparse(true),
+            IndexOptions {
+                unique: true,
+                sparse: true
+            }
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ mod connection;
 mod error;
 pub mod options;
 
-pub use admin::{CollectionInfo, CollectionStats};
+pub use admin::{CollectionInfo, CollectionStats, IndexInfo, IndexOptions};
 pub use client::Client;
 pub use collection::{
     Collection, DeleteOptions, DeleteResult, DocumentMeta, UpdateMode, UpdateOptions,

@@ -49,6 +49,15 @@ const LINGER: Duration = Duration::from_secs(2);
 /// During shutdown, at most this many late requests get an explicit UNAVAILABLE answer.
 const MAX_REFUSALS_WHILE_DRAINING: usize = 1024;
 
+/// Sets a connection's cancel flag when its task ends, however it ends.
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A frame on its way to the socket, holding the in-flight permit of its request.
 struct Outgoing {
     frame: Bytes,
@@ -139,6 +148,9 @@ pub(crate) async fn serve(
     let max_in_flight = shared.config.wire.max_in_flight.max(1);
     let inflight = Arc::new(Semaphore::new(max_in_flight));
     let mut session: Option<Arc<Session>> = None;
+    let conn = Arc::new(handlers::ConnState::default());
+    // However the connection ends, its running queries stop.
+    let _cancel_on_close = CancelOnDrop(conn.cancel.clone());
     let accepted_at = Instant::now();
     let mut last_frame_at = accepted_at;
 
@@ -255,7 +267,15 @@ pub(crate) async fn serve(
                     send_frame_error(&shared.codec, &tx, request_id, err, Some(permit));
                     continue;
                 }
-                spawn_request(&shared, sess.clone(), &tx, request_id, request, permit);
+                spawn_request(
+                    &shared,
+                    sess.clone(),
+                    &conn,
+                    &tx,
+                    request_id,
+                    request,
+                    permit,
+                );
             }
         }
     };
@@ -408,12 +428,14 @@ async fn finish(conn: ConnectionParts, shared: &Shared, closing: Closing) {
 fn spawn_request(
     shared: &Arc<Shared>,
     session: Arc<Session>,
+    conn: &Arc<handlers::ConnState>,
     tx: &Tx,
     request_id: u64,
     request: Request,
     permit: OwnedSemaphorePermit,
 ) {
     let shared = shared.clone();
+    let conn = conn.clone();
     let tx = tx.clone();
     let opcode = request.opcode();
     let span = tracing::debug_span!("request", request_id, op = ?opcode, user = %session.username);
@@ -421,7 +443,7 @@ fn spawn_request(
         async move {
             let started = std::time::Instant::now();
             let dispatched = std::panic::AssertUnwindSafe(handlers::dispatch(
-                &shared, &session, request_id, request,
+                &shared, &session, &conn, request_id, request,
             ))
             .catch_unwind()
             .await;

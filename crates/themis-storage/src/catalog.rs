@@ -7,21 +7,32 @@
 //!   collections and **never reused**
 //! * `R` → the revision clock's reservation (see `revision.rs`)
 //! * `U` + user name → `UserRecord` (JSON)
-//! * `P` + docs-space prefix → purge marker: documents under that prefix belong to a
-//!   dropped database or collection and are still being deleted
+//! * `I` + db id (u64 BE) + collection id (u64 BE) + index name → [`IndexInfo`]
+//!   (JSON): a secondary index of that collection; its id comes from the same
+//!   never-reused sequence
+//! * `P` + prefix → purge marker: documents (`Docs`) and index entries (`Index`) under
+//!   that prefix belong to a dropped database or collection and are still being deleted
+//! * `Q` + prefix → purge marker of a dropped index: `Index` entries under that prefix
+//!   are still being deleted
 //!
 //! `Docs` space: db id (u64 BE) + collection id (u64 BE) + `_key` bytes → the stored
 //! document. A collection is a 16-byte prefix, a database an 8-byte prefix.
 //!
-//! Because ids are never reused, documents left behind by a drop are unreachable from
-//! the catalog the moment the drop commits; the purge marker, written in the same
-//! transaction, makes sure they are deleted even if the process dies first (pending
-//! purges are finished on the next open).
+//! `Index` space: db id + collection id + index id (u64 BE each) + encoded values
+//! (+ `_key` for non-unique indexes) → `_key` (see `index.rs`). The first 16 (8)
+//! bytes are the same collection (database) prefix as in `Docs`, so one purge marker
+//! covers a collection's documents and its index entries.
+//!
+//! Because ids are never reused, documents and index entries left behind by a drop are
+//! unreachable from the catalog the moment the drop commits; the purge marker, written
+//! in the same transaction, makes sure they are deleted even if the process dies first
+//! (pending purges are finished on the next open).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
+use crate::index::IndexInfo;
 use crate::kv::{KvRead, KvTx, Space};
 
 pub(crate) const DB_TAG: u8 = b'D';
@@ -29,6 +40,8 @@ pub(crate) const COLL_TAG: u8 = b'C';
 pub(crate) const SEQ_KEY: &[u8] = b"S";
 pub(crate) const USER_TAG: u8 = b'U';
 pub(crate) const PURGE_TAG: u8 = b'P';
+pub(crate) const INDEX_TAG: u8 = b'I';
+pub(crate) const INDEX_PURGE_TAG: u8 = b'Q';
 
 /// The database that exists from the first start and cannot be dropped.
 pub const SYSTEM_DATABASE: &str = "_system";
@@ -88,6 +101,46 @@ pub(crate) fn doc_key(db_id: u64, coll_id: u64, key: &str) -> Vec<u8> {
     let mut k = coll_docs_prefix(db_id, coll_id);
     k.extend_from_slice(key.as_bytes());
     k
+}
+
+/// `Meta` prefix of the index catalog records of a database (8 bytes of id) or, with
+/// `coll_id`, of one collection.
+pub(crate) fn index_catalog_prefix(db_id: u64, coll_id: Option<u64>) -> Vec<u8> {
+    let mut k = tagged(INDEX_TAG, &db_id.to_be_bytes());
+    if let Some(c) = coll_id {
+        k.extend_from_slice(&c.to_be_bytes());
+    }
+    k
+}
+
+pub(crate) fn index_catalog_key(db_id: u64, coll_id: u64, name: &str) -> Vec<u8> {
+    let mut k = index_catalog_prefix(db_id, Some(coll_id));
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `Index` space prefix of one index's entries.
+pub(crate) fn index_entries_prefix(db_id: u64, coll_id: u64, index_id: u64) -> Vec<u8> {
+    let mut k = coll_docs_prefix(db_id, coll_id);
+    k.extend_from_slice(&index_id.to_be_bytes());
+    k
+}
+
+/// The secondary indexes of a collection, in creation (id) order. Inside a transaction
+/// the scan joins the read set, so an index created or dropped concurrently makes the
+/// transaction conflict and rerun with the new set: no write can miss an index.
+pub(crate) fn read_indexes<R: KvRead + ?Sized>(
+    r: &R,
+    db_id: u64,
+    coll_id: u64,
+) -> Result<Vec<IndexInfo>> {
+    let mut out = Vec::new();
+    for item in r.scan_prefix(Space::Meta, &index_catalog_prefix(db_id, Some(coll_id))) {
+        let (_, v) = item?;
+        out.push(decode_json::<IndexInfo>("an index catalog record", &v)?);
+    }
+    out.sort_by_key(|i| i.id);
+    Ok(out)
 }
 
 pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StorageError {

@@ -20,7 +20,8 @@ use crate::names::validate_key;
 /// System attributes: set by the store, ignored when given by users.
 pub(crate) const SYSTEM_ATTRS: [&str; 3] = ["_key", "_id", "_rev"];
 
-/// How [`crate::DocumentStore::update`] applies a body to a stored document.
+/// How [`crate::DocumentStore::update`] (and [`crate::WriteTx::update`]) applies a body
+/// to a stored document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateMode {
     /// Patch: attributes in the body overwrite stored ones; nested objects are merged
@@ -69,6 +70,16 @@ fn type_name(v: &Value) -> &'static str {
 /// Checks one input document for insert.
 pub(crate) fn prepare_insert(raw: &[u8]) -> Result<PreparedDoc, String> {
     let mut map = parse_object(raw)?;
+    let key = check_input(&mut map)?;
+    Ok(PreparedDoc {
+        key,
+        rest: serialize_map(&map)?,
+    })
+}
+
+/// Checks a parsed input document for insert: returns its `_key` (validated) if it
+/// has one, and strips the system attributes from it.
+pub(crate) fn check_input(map: &mut Map<String, Value>) -> Result<Option<String>, String> {
     let key = match map.get("_key") {
         None => None,
         Some(Value::String(k)) => {
@@ -82,11 +93,8 @@ pub(crate) fn prepare_insert(raw: &[u8]) -> Result<PreparedDoc, String> {
             ))
         }
     };
-    strip_system(&mut map);
-    Ok(PreparedDoc {
-        key,
-        rest: serialize_map(&map)?,
-    })
+    strip_system(map);
+    Ok(key)
 }
 
 /// Removes the system attributes, keeping the others in order.
@@ -94,7 +102,7 @@ pub(crate) fn strip_system(map: &mut Map<String, Value>) {
     map.retain(|k, _| !SYSTEM_ATTRS.contains(&k.as_str()));
 }
 
-fn serialize_map(map: &Map<String, Value>) -> Result<Vec<u8>, String> {
+pub(crate) fn serialize_map(map: &Map<String, Value>) -> Result<Vec<u8>, String> {
     serde_json::to_vec(map).map_err(|e| format!("the document cannot be serialized: {e}"))
 }
 
@@ -126,35 +134,44 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Applies an update body to a stored document and returns the new rest bytes.
-pub(crate) fn apply_update(
-    stored: &mut Map<String, Value>,
+/// Applies an update body to a stored document's attributes and returns the new
+/// user attributes (system attributes stripped from both). `keep_null` only matters
+/// for [`UpdateMode::Merge`]: with it a `null` in the body is stored as `null` instead
+/// of removing the attribute.
+pub(crate) fn updated_attrs(
+    mut stored: Map<String, Value>,
     mut body: Map<String, Value>,
     mode: UpdateMode,
-) -> Result<Vec<u8>, String> {
+    keep_null: bool,
+) -> Map<String, Value> {
     strip_system(&mut body);
-    strip_system(stored);
     match mode {
-        UpdateMode::Replace => serialize_map(&body),
+        UpdateMode::Replace => body,
         UpdateMode::Merge => {
-            merge_into(stored, body);
-            serialize_map(stored)
+            strip_system(&mut stored);
+            merge_into(&mut stored, body, keep_null);
+            stored
         }
     }
 }
 
-/// Recursive merge with `keepNull=false`.
-pub(crate) fn merge_into(target: &mut Map<String, Value>, patch: Map<String, Value>) {
+/// Recursive merge (ArangoDB `mergeObjects=true`). Without `keep_null` a `null`
+/// removes the attribute, also inside objects the patch adds.
+pub(crate) fn merge_into(
+    target: &mut Map<String, Value>,
+    patch: Map<String, Value>,
+    keep_null: bool,
+) {
     for (k, v) in patch {
         match v {
-            Value::Null => {
+            Value::Null if !keep_null => {
                 target.shift_remove(&k);
             }
             Value::Object(sub) => match target.get_mut(&k) {
-                Some(Value::Object(existing)) => merge_into(existing, sub),
+                Some(Value::Object(existing)) => merge_into(existing, sub, keep_null),
                 _ => {
                     let mut fresh = Map::new();
-                    merge_into(&mut fresh, sub);
+                    merge_into(&mut fresh, sub, keep_null);
                     target.insert(k, Value::Object(fresh));
                 }
             },
@@ -222,13 +239,18 @@ mod tests {
     #[test]
     fn merge_semantics() {
         let mut t = obj(json!({"a":1,"n":{"x":1,"y":{"z":1}},"drop":true,"arr":[1,2]}));
-        merge_into(
-            &mut t,
-            obj(json!({"n":{"y":{"w":2},"x":null},"drop":null,"arr":[3],"new":{"k":null,"v":1}})),
-        );
+        let patch =
+            obj(json!({"n":{"y":{"w":2},"x":null},"drop":null,"arr":[3],"new":{"k":null,"v":1}}));
+        let mut kept = t.clone();
+        merge_into(&mut t, patch.clone(), false);
         assert_eq!(
             Value::Object(t),
             json!({"a":1,"n":{"y":{"z":1,"w":2}},"arr":[3],"new":{"v":1}})
+        );
+        merge_into(&mut kept, patch, true);
+        assert_eq!(
+            Value::Object(kept),
+            json!({"a":1,"n":{"x":null,"y":{"z":1,"w":2}},"drop":null,"arr":[3],"new":{"k":null,"v":1}})
         );
     }
 }

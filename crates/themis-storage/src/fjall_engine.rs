@@ -12,6 +12,7 @@
 //! fjall's journal is sequential and syncs itself when it rotates, so a `persist`
 //! covers every commit that returned before it.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use fjall::{
 };
 
 use crate::error::KvError;
-use crate::kv::{KvEngine, KvIter, KvRead, KvSnapshot, KvTx, Space};
+use crate::kv::{range_is_empty, KvEngine, KvIter, KvRead, KvSnapshot, KvTx, Space};
 
 fn engine_err(e: fjall::Error) -> KvError {
     KvError::Engine(e.to_string())
@@ -31,7 +32,7 @@ fn engine_err(e: fjall::Error) -> KvError {
 /// The fjall-backed engine. Cheap to share: clones of fjall handles are `Arc`s.
 pub struct FjallEngine {
     db: OptimisticTxDatabase,
-    spaces: Arc<[Keyspace; 2]>,
+    spaces: Arc<[Keyspace; 3]>,
     commit_durability: Option<PersistMode>,
 }
 
@@ -58,7 +59,7 @@ impl FjallEngine {
                 .map_err(engine_err)?;
             Ok(ks.inner().clone())
         };
-        let spaces = Arc::new([open(Space::Meta)?, open(Space::Docs)?]);
+        let spaces = Arc::new([open(Space::Meta)?, open(Space::Docs)?, open(Space::Index)?]);
         Ok(FjallEngine {
             db,
             spaces,
@@ -74,6 +75,21 @@ fn pair(guard: fjall::Guard) -> Result<(Bytes, Bytes), KvError> {
 
 fn scan(iter: fjall::Iter) -> KvIter {
     Box::new(iter.map(pair))
+}
+
+fn scan_rev(iter: fjall::Iter) -> KvIter {
+    Box::new(iter.rev().map(pair))
+}
+
+/// Owned bounds for fjall's `range`.
+type OwnedRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+fn owned_range(lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> OwnedRange {
+    (lower.map(<[u8]>::to_vec), upper.map(<[u8]>::to_vec))
+}
+
+fn empty_scan() -> KvIter {
+    Box::new(std::iter::empty())
 }
 
 impl KvEngine for FjallEngine {
@@ -103,7 +119,7 @@ impl KvEngine for FjallEngine {
 
 struct FjallTx {
     tx: OptimisticWriteTx,
-    spaces: Arc<[Keyspace; 2]>,
+    spaces: Arc<[Keyspace; 3]>,
 }
 
 impl FjallTx {
@@ -120,6 +136,24 @@ impl KvRead for FjallTx {
 
     fn scan_prefix(&self, space: Space, prefix: &[u8]) -> KvIter {
         scan(self.tx.prefix(self.ks(space), prefix))
+    }
+
+    fn scan_range(
+        &self,
+        space: Space,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> KvIter {
+        if range_is_empty(lower, upper) {
+            return empty_scan();
+        }
+        let iter = self.tx.range(self.ks(space), owned_range(lower, upper));
+        if reverse {
+            scan_rev(iter)
+        } else {
+            scan(iter)
+        }
     }
 }
 
@@ -147,7 +181,7 @@ impl KvTx for FjallTx {
 
 struct FjallSnapshot {
     snap: Snapshot,
-    spaces: Arc<[Keyspace; 2]>,
+    spaces: Arc<[Keyspace; 3]>,
 }
 
 impl KvRead for FjallSnapshot {
@@ -161,6 +195,26 @@ impl KvRead for FjallSnapshot {
 
     fn scan_prefix(&self, space: Space, prefix: &[u8]) -> KvIter {
         scan(self.snap.prefix(&self.spaces[space.index()], prefix))
+    }
+
+    fn scan_range(
+        &self,
+        space: Space,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> KvIter {
+        if range_is_empty(lower, upper) {
+            return empty_scan();
+        }
+        let iter = self
+            .snap
+            .range(&self.spaces[space.index()], owned_range(lower, upper));
+        if reverse {
+            scan_rev(iter)
+        } else {
+            scan(iter)
+        }
     }
 }
 

@@ -14,6 +14,8 @@
 //!   until a later [`KvEngine::persist`] returns. Commits are persisted in commit order:
 //!   once `persist` returns, every commit that returned before it was called is durable.
 
+use std::ops::Bound;
+
 use bytes::Bytes;
 
 use crate::error::KvError;
@@ -25,17 +27,21 @@ pub enum Space {
     Meta,
     /// Documents, keyed by `db_id | collection_id | _key`.
     Docs,
+    /// Secondary index entries, keyed by `db_id | collection_id | index_id | encoded
+    /// values [| _key]` (see `index.rs`).
+    Index,
 }
 
 impl Space {
     /// Every space, in a fixed order (engines use it to open them all).
-    pub const ALL: [Space; 2] = [Space::Meta, Space::Docs];
+    pub const ALL: [Space; 3] = [Space::Meta, Space::Docs, Space::Index];
 
     /// The engine-level name of the space (a directory name for fjall).
     pub fn name(self) -> &'static str {
         match self {
             Space::Meta => "meta",
             Space::Docs => "docs",
+            Space::Index => "index",
         }
     }
 
@@ -44,6 +50,7 @@ impl Space {
         match self {
             Space::Meta => 0,
             Space::Docs => 1,
+            Space::Index => 2,
         }
     }
 }
@@ -64,6 +71,31 @@ pub trait KvRead {
     /// the scanned range joins its read set, so a concurrent write into the range makes
     /// the commit conflict.
     fn scan_prefix(&self, space: Space, prefix: &[u8]) -> KvIter;
+
+    /// Every pair whose key lies between `lower` and `upper`, in key order, or in
+    /// reverse key order when `reverse` is set. Bounds that cross (lower above upper)
+    /// give an empty scan. Inside a transaction the range joins the read set, like
+    /// [`KvRead::scan_prefix`].
+    fn scan_range(
+        &self,
+        space: Space,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> KvIter;
+}
+
+/// Whether `lower..upper` (as bounds) can hold any key at all. Engines use it to
+/// answer crossed bounds with an empty scan instead of handing them to a tree that may
+/// panic on them.
+pub fn range_is_empty(lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> bool {
+    match (lower, upper) {
+        (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+        (Bound::Included(l), Bound::Included(u)) => l > u,
+        (Bound::Included(l), Bound::Excluded(u))
+        | (Bound::Excluded(l), Bound::Included(u))
+        | (Bound::Excluded(l), Bound::Excluded(u)) => l >= u,
+    }
 }
 
 /// A read-only snapshot.

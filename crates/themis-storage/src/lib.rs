@@ -11,6 +11,11 @@
 //!   clock, user records. Shared as `Arc<DocumentStore>`. Everything is synchronous:
 //!   a write commits and returns a [`Pending`] whose `wait().await` resolves once the
 //!   write is durable, so callers can commit off their async executor and wait on it.
+//! * `index`: persistent secondary indexes ([`IndexInfo`]) in their own key space,
+//!   with the order-preserving value encoding [`encode_index_value`]; every document
+//!   write maintains them in its own transaction (`write.rs`).
+//! * For queries: [`QuerySnapshot`] (one consistent view; streaming collection and
+//!   index scans) and [`WriteTx`] (all writes of a query in one transaction).
 //!
 //! Invariants: storage never sees a socket; every write request is one transaction;
 //! nothing is acknowledged before it is durable (unless [`SyncMode::Never`] was chosen);
@@ -21,25 +26,36 @@ mod document;
 mod error;
 mod fjall_engine;
 pub mod group_commit;
+mod index;
+#[cfg(test)]
+mod index_consistency_tests;
 pub mod kv;
 mod names;
+mod query;
 mod revision;
 mod store;
 mod users;
+mod write;
 
 pub use catalog::SYSTEM_DATABASE;
 pub use document::UpdateMode;
 pub use error::{KvError, Result, StorageError};
 pub use fjall_engine::FjallEngine;
 pub use group_commit::{DurableTicket, GroupCommitter, Pending, SyncMode, SyncStats, WaitDurable};
+pub use index::{
+    encode_index_value, IndexInfo, IndexRange, MAX_FIELD_PATH_LEN, MAX_INDEX_FIELDS,
+    PRIMARY_INDEX_NAME,
+};
 pub use kv::{KvEngine, KvIter, KvPair, KvRead, KvSnapshot, KvTx, Space};
 pub use names::{validate_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
+pub use query::{CollectionHandle, DocIter, QuerySnapshot};
 pub use revision::{decode_revision, encode_revision};
 pub use store::{
     CollectionInfo, CollectionStats, DeleteOutcome, DocMeta, DocumentStore, StoreOptions,
     DEFAULT_CACHE_SIZE_BYTES, MAX_TX_ATTEMPTS,
 };
 pub use users::{UserRecord, MAX_USER_NAME_LEN};
+pub use write::{KeyIter, WriteTx};
 
 #[cfg(test)]
 mod send_sync {
@@ -51,5 +67,15 @@ mod send_sync {
     fn store_is_shareable() {
         assert_send_sync::<DocumentStore>();
         assert_send_sync::<std::sync::Arc<dyn KvEngine>>();
+        assert_send_sync::<QuerySnapshot>();
+    }
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn query_handles_are_send() {
+        assert_send::<WriteTx>();
+        assert_send::<DocIter>();
+        assert_send::<KeyIter>();
     }
 }

@@ -15,8 +15,11 @@
 //!   allocation) retry on conflict, up to [`MAX_TX_ATTEMPTS`] times, so concurrent
 //!   updates of one document never lose one another;
 //! * a dropped database or collection is gone from the catalog atomically with the
-//!   drop; its documents are then deleted in chunks (see `catalog.rs` for why a crash
-//!   in between cannot resurrect them).
+//!   drop; its documents and index entries are then deleted in chunks (see
+//!   `catalog.rs` for why a crash in between cannot resurrect them);
+//! * document writes go through `write.rs`, which maintains the collection's
+//!   secondary indexes in the same transaction (see `index.rs`); `create_index` fills
+//!   a new index in one transaction over the whole collection.
 //!
 //! Costs paid on the calling thread (a tokio worker, for the server): a conflict
 //! retry backs off with a sleep of at most a few milliseconds, and the purge after a
@@ -34,24 +37,28 @@ use serde::Serialize;
 
 use crate::catalog::{
     allocate_id, coll_docs_prefix, coll_key, coll_prefix, collection_not_found, corrupt,
-    db_docs_prefix, db_key, decode_json, doc_key, encode_json, now_ms, read_collection,
-    read_database, require_collection, require_database, tagged, CollectionEntry, DatabaseEntry,
-    DB_TAG, PURGE_TAG, SYSTEM_DATABASE,
+    db_docs_prefix, db_key, decode_json, doc_key, encode_json, index_catalog_key,
+    index_catalog_prefix, index_entries_prefix, now_ms, read_collection, read_database,
+    read_indexes, require_collection, require_database, tagged, CollectionEntry, DatabaseEntry,
+    DB_TAG, INDEX_PURGE_TAG, PURGE_TAG, SYSTEM_DATABASE,
 };
-use crate::document::{apply_update, compose, parse_object, prepare_insert, stored_rev};
+use crate::document::{parse_object, prepare_insert};
 use crate::error::{KvError, Result, StorageError};
 use crate::fjall_engine::FjallEngine;
 use crate::group_commit::{GroupCommitter, Pending, SyncMode, SyncStats};
+use crate::index::{
+    describe_values, entry_key, validate_index_fields, DocView, IndexInfo, IndexedCollection,
+    PRIMARY_INDEX_NAME,
+};
 use crate::kv::{KvEngine, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
-use crate::revision::{encode_revision, RevisionClock};
+use crate::query::{CollectionHandle, QuerySnapshot};
+use crate::revision::RevisionClock;
+use crate::write::{insert_doc, load_collection, remove_doc, update_doc, WriteTx};
 use crate::UpdateMode;
 
 /// How many times a write transaction is attempted before giving up on conflicts.
 pub const MAX_TX_ATTEMPTS: u32 = 64;
-
-/// How many fresh ticks an insert draws for a generated key before giving up.
-const MAX_KEY_DRAWS: u32 = 100_000;
 
 /// Documents deleted per transaction when purging a dropped collection or database.
 const PURGE_CHUNK: usize = 1000;
@@ -124,8 +131,8 @@ pub struct DeleteOutcome {
 /// The document store. See the module doc.
 pub struct DocumentStore {
     pub(crate) engine: Arc<dyn KvEngine>,
-    clock: RevisionClock,
-    committer: GroupCommitter,
+    clock: Arc<RevisionClock>,
+    committer: Arc<GroupCommitter>,
     conflict_retries: AtomicU64,
 }
 
@@ -181,8 +188,8 @@ impl DocumentStore {
 
     /// Builds the store on any [`KvEngine`].
     pub fn with_engine(engine: Arc<dyn KvEngine>, sync: SyncMode) -> Result<DocumentStore> {
-        let clock = RevisionClock::load(engine.clone())?;
-        let committer = GroupCommitter::start(engine.clone(), sync)?;
+        let clock = Arc::new(RevisionClock::load(engine.clone())?);
+        let committer = Arc::new(GroupCommitter::start(engine.clone(), sync)?);
         let store = DocumentStore {
             engine,
             clock,
@@ -324,6 +331,7 @@ impl DocumentStore {
             for k in &coll_keys {
                 tx.delete(Space::Meta, k)?;
             }
+            delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, None))?;
             tx.delete(Space::Meta, &db_key(name))?;
             tx.put(
                 Space::Meta,
@@ -334,7 +342,7 @@ impl DocumentStore {
         })?;
         // The journal is sequential: if any purge write survives a crash, the catalog
         // change before it did too.
-        self.purge_logged(&db_docs_prefix(db_id));
+        self.purge_logged(PURGE_TAG, &db_docs_prefix(db_id));
         Ok(self.pending(()))
     }
 
@@ -386,11 +394,12 @@ impl DocumentStore {
         let prefix = self.run_tx("dropping a collection", |tx| {
             let (d, c) = require_collection(&*tx, db, name)?;
             tx.delete(Space::Meta, &coll_key(d.id, name))?;
+            delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, Some(c.id)))?;
             let prefix = coll_docs_prefix(d.id, c.id);
             tx.put(Space::Meta, &tagged(PURGE_TAG, &prefix), Bytes::new())?;
             Ok(prefix)
         })?;
-        self.purge_logged(&prefix);
+        self.purge_logged(PURGE_TAG, &prefix);
         Ok(self.pending(()))
     }
 
@@ -436,49 +445,30 @@ impl DocumentStore {
         }
         drop(docs);
         let metas = self.run_tx("inserting documents", |tx| {
-            let d = require_database(&*tx, db)?;
-            let c = match read_collection(&*tx, d.id, coll)? {
+            let c = match load_collection(&*tx, db, coll)? {
                 Some(c) => c,
                 None if auto_create => {
                     validate_name("collection", coll)?;
-                    new_collection(tx, d.id, coll)?
+                    let d = require_database(&*tx, db)?;
+                    let entry = new_collection(tx, d.id, coll)?;
+                    IndexedCollection {
+                        handle: CollectionHandle {
+                            db: db.to_string(),
+                            name: coll.to_string(),
+                            db_id: d.id,
+                            coll_id: entry.id,
+                        },
+                        indexes: Vec::new(),
+                    }
                 }
                 None => return Err(collection_not_found(db, coll)),
             };
             let mut metas = Vec::with_capacity(prepared.len());
             for (i, p) in prepared.iter().enumerate() {
-                let mut tick = self.clock.tick()?;
-                let mut key = p.key.clone().unwrap_or_else(|| tick.to_string());
-                let mut dk = doc_key(d.id, c.id, &key);
-                // A generated key may be taken by one a caller chose (keys that look
-                // like timestamps): draw the next tick rather than fail a caller who
-                // chose no key. Each draw advances the clock, so this ends.
-                let mut draws = 0;
-                while p.key.is_none()
-                    && tx.get(Space::Docs, &dk)?.is_some()
-                    && draws < MAX_KEY_DRAWS
-                {
-                    draws += 1;
-                    tick = self.clock.tick()?;
-                    key = tick.to_string();
-                    dk = doc_key(d.id, c.id, &key);
-                }
-                // The read also makes a concurrent insert of the same key conflict;
-                // it sees this bulk's own earlier writes, so duplicates within the
-                // bulk are caught too.
-                if tx.get(Space::Docs, &dk)?.is_some() {
-                    return Err(StorageError::Conflict(in_batch(
-                        count,
-                        i,
-                        format!(
-                            "unique constraint violated: document with _key '{key}' already \
-                             exists in collection '{coll}'; choose another _key or update \
-                             the existing document"
-                        ),
-                    )));
-                }
-                let rev = encode_revision(tick);
-                tx.put(Space::Docs, &dk, compose(coll, &key, &rev, &p.rest))?;
+                let (key, rev) = insert_doc(tx, &self.clock, &c, p, None).map_err(|e| match e {
+                    StorageError::Conflict(m) => StorageError::Conflict(in_batch(count, i, m)),
+                    other => other,
+                })?;
                 metas.push(DocMeta { key, rev });
             }
             Ok(metas)
@@ -521,29 +511,21 @@ impl DocumentStore {
         let patch = parse_object(&body).map_err(StorageError::InvalidArgument)?;
         drop(body);
         let meta = self.run_tx("updating a document", |tx| {
-            let (d, c) = require_collection(&*tx, db, coll)?;
-            let dk = doc_key(d.id, c.id, key);
-            let stored = tx.get(Space::Docs, &dk)?.ok_or_else(|| {
-                StorageError::NotFound(format!(
-                    "document '{key}' not found in collection '{coll}' of database '{db}'; \
-                     insert it first"
-                ))
-            })?;
-            let mut current = parse_object(&stored).map_err(|m| corrupt("a stored document", m))?;
-            if let Some(expected) = if_revision {
-                let actual = current.get("_rev").and_then(|v| v.as_str()).unwrap_or("");
-                if actual != expected {
-                    return Err(revision_mismatch(coll, key, expected, actual));
-                }
-            }
-            let rest = apply_update(&mut current, patch.clone(), mode)
-                .map_err(StorageError::InvalidArgument)?;
-            let tick = self.clock.tick()?;
-            let rev = encode_revision(tick);
-            tx.put(Space::Docs, &dk, compose(coll, key, &rev, &rest))?;
+            let c =
+                load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
+            let updated = update_doc(
+                tx,
+                &self.clock,
+                &c,
+                key,
+                patch.clone(),
+                mode,
+                false,
+                if_revision,
+            )?;
             Ok(DocMeta {
                 key: key.to_string(),
-                rev,
+                rev: updated.rev,
             })
         })?;
         Ok(self.pending(meta))
@@ -565,7 +547,8 @@ impl DocumentStore {
             validate_key(k)?;
         }
         let outcome = self.run_tx("deleting documents", |tx| {
-            let (d, c) = require_collection(&*tx, db, coll)?;
+            let c =
+                load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
             let mut outcome = DeleteOutcome::default();
             let mut seen = HashSet::with_capacity(keys.len());
             for key in keys {
@@ -573,25 +556,148 @@ impl DocumentStore {
                 if !seen.insert(key.as_str()) {
                     continue;
                 }
-                let dk = doc_key(d.id, c.id, key);
-                match tx.get(Space::Docs, &dk)? {
+                match remove_doc(tx, &c, key, if_revision)? {
                     None => outcome.not_found.push(key.clone()),
-                    Some(stored) => {
-                        if let Some(expected) = if_revision {
-                            let actual =
-                                stored_rev(&stored).map_err(|m| corrupt("a stored document", m))?;
-                            if actual != expected {
-                                return Err(revision_mismatch(coll, key, expected, &actual));
-                            }
-                        }
-                        tx.delete(Space::Docs, &dk)?;
-                        outcome.deleted += 1;
-                    }
+                    Some(_) => outcome.deleted += 1,
                 }
             }
             Ok(outcome)
         })?;
         Ok(self.pending(outcome))
+    }
+
+    // ---- secondary indexes ---------------------------------------------------------
+
+    /// Creates a secondary index on `fields` of `db`/`coll` and fills it from the
+    /// documents already there, in one transaction.
+    ///
+    /// `name` follows the collection-name rules (`primary` is reserved for the
+    /// implicit `_key` index); `fields` are 1-8 distinct dotted attribute paths. A
+    /// taken name is a `Conflict`, and so is an index with the same fields and options
+    /// as an existing one (it would only cost writes). A unique index over documents
+    /// that already hold duplicate values fails with a `Conflict` naming two of them,
+    /// and leaves nothing behind.
+    ///
+    /// Why one transaction: it reads the whole collection, so any write that commits
+    /// meanwhile makes it conflict and rerun (up to [`MAX_TX_ATTEMPTS`] times, then
+    /// `Contended`), and writers that start after it committed read the new catalog
+    /// record and maintain the index. No write can slip past the fill. The price: the
+    /// new entries are buffered in memory until the commit, and under a steady stream
+    /// of writes to the collection a large fill can keep losing the race.
+    pub fn create_index(
+        &self,
+        db: &str,
+        coll: &str,
+        name: &str,
+        fields: Vec<String>,
+        unique: bool,
+        sparse: bool,
+    ) -> Result<Pending<IndexInfo>> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", coll)?;
+        validate_name("index", name)?;
+        if name == PRIMARY_INDEX_NAME {
+            return Err(StorageError::InvalidArgument(format!(
+                "invalid index name '{name}': it is reserved for the implicit _key index;                  choose another name"
+            )));
+        }
+        validate_index_fields(&fields)?;
+        let info = self.run_tx("creating an index", |tx| {
+            let (d, c) = require_collection(&*tx, db, coll)?;
+            let existing = read_indexes(&*tx, d.id, c.id)?;
+            if existing.iter().any(|i| i.name == name) {
+                return Err(StorageError::Conflict(format!(
+                    "index '{name}' already exists on collection '{coll}': choose another                      name, or drop the existing index first"
+                )));
+            }
+            if let Some(same) = existing
+                .iter()
+                .find(|i| i.fields == fields && i.unique == unique && i.sparse == sparse)
+            {
+                return Err(StorageError::Conflict(format!(
+                    "index '{}' on collection '{coll}' already covers the same fields with                      the same options; use it instead of creating '{name}'",
+                    same.name
+                )));
+            }
+            let info = IndexInfo {
+                name: name.to_string(),
+                id: allocate_id(tx)?,
+                fields: fields.clone(),
+                unique,
+                sparse,
+                created_at_ms: now_ms(),
+            };
+            let handle = CollectionHandle {
+                db: db.to_string(),
+                name: coll.to_string(),
+                db_id: d.id,
+                coll_id: c.id,
+            };
+            fill_index(tx, &handle, &info)?;
+            tx.put(
+                Space::Meta,
+                &index_catalog_key(d.id, c.id, name),
+                encode_json(&info)?,
+            )?;
+            Ok(info)
+        })?;
+        tracing::info!(db, collection = coll, index = name, "index created");
+        Ok(self.pending(info))
+    }
+
+    /// Drops the secondary index `name` of `db`/`coll` and its entries.
+    pub fn drop_index(&self, db: &str, coll: &str, name: &str) -> Result<Pending<()>> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", coll)?;
+        if name == PRIMARY_INDEX_NAME {
+            return Err(StorageError::InvalidArgument(
+                "the primary index (_key) cannot be dropped: it is part of every collection"
+                    .to_string(),
+            ));
+        }
+        validate_lookup_name("index", name)?;
+        let prefix = self.run_tx("dropping an index", |tx| {
+            let (d, c) = require_collection(&*tx, db, coll)?;
+            let key = index_catalog_key(d.id, c.id, name);
+            let raw = tx.get(Space::Meta, &key)?.ok_or_else(|| {
+                StorageError::NotFound(format!(
+                    "index '{name}' not found on collection '{coll}' in database '{db}';                      list_indexes shows the existing ones"
+                ))
+            })?;
+            let info: IndexInfo = decode_json("an index catalog record", &raw)?;
+            tx.delete(Space::Meta, &key)?;
+            let prefix = index_entries_prefix(d.id, c.id, info.id);
+            tx.put(Space::Meta, &tagged(INDEX_PURGE_TAG, &prefix), Bytes::new())?;
+            Ok(prefix)
+        })?;
+        self.purge_logged(INDEX_PURGE_TAG, &prefix);
+        Ok(self.pending(()))
+    }
+
+    /// The secondary indexes of `db`/`coll`, in creation order. The implicit primary
+    /// index on `_key` is not included.
+    pub fn list_indexes(&self, db: &str, coll: &str) -> Result<Vec<IndexInfo>> {
+        validate_lookup_name("database", db)?;
+        validate_lookup_name("collection", coll)?;
+        let snap = self.engine.snapshot()?;
+        let (d, c) = require_collection(snap.as_ref(), db, coll)?;
+        read_indexes(snap.as_ref(), d.id, c.id)
+    }
+
+    // ---- queries -------------------------------------------------------------------
+
+    /// A consistent read-only view of the whole store, for all reads of one query.
+    pub fn snapshot(&self) -> Result<QuerySnapshot> {
+        Ok(QuerySnapshot::new(self.engine.snapshot()?))
+    }
+
+    /// Starts a transaction for the writes of one query. See [`WriteTx`].
+    pub fn begin_write(&self) -> Result<WriteTx> {
+        Ok(WriteTx::new(
+            self.engine.begin()?,
+            self.clock.clone(),
+            self.committer.clone(),
+        ))
     }
 
     // ---- purging -----------------------------------------------------------------
@@ -600,31 +706,52 @@ impl DocumentStore {
     /// of its purge).
     fn finish_pending_purges(&self) -> Result<()> {
         let snap = self.engine.snapshot()?;
-        let mut prefixes = Vec::new();
-        for item in snap.scan_prefix(Space::Meta, &[PURGE_TAG]) {
-            let (k, _) = item?;
-            prefixes.push(k.slice(1..));
+        let mut markers = Vec::new();
+        for tag in [PURGE_TAG, INDEX_PURGE_TAG] {
+            for item in snap.scan_prefix(Space::Meta, &[tag]) {
+                let (k, _) = item?;
+                markers.push((tag, k.slice(1..)));
+            }
         }
         drop(snap);
-        for p in prefixes {
-            tracing::info!(prefix = ?p, "finishing an interrupted purge of dropped documents");
-            self.purge(&p)?;
+        for (tag, p) in markers {
+            tracing::info!(prefix = ?p, "finishing an interrupted purge of dropped data");
+            self.purge(tag, &p)?;
         }
         Ok(())
     }
 
-    fn purge_logged(&self, prefix: &[u8]) {
-        // The drop is already committed and durable, and its documents are
+    fn purge_logged(&self, tag: u8, prefix: &[u8]) {
+        // The drop is already committed and durable, and what it dropped is
         // unreachable; a failed purge only leaves garbage that the next open removes.
-        if let Err(e) = self.purge(prefix) {
-            tracing::error!(error = %e, "purging dropped documents failed; retried on next open");
+        if let Err(e) = self.purge(tag, prefix) {
+            tracing::error!(error = %e, "purging dropped data failed; retried on next open");
         }
     }
 
-    /// Deletes every document under `prefix`, then the purge marker.
-    fn purge(&self, prefix: &[u8]) -> Result<()> {
+    /// Deletes everything under `prefix` — documents and index entries for a
+    /// [`PURGE_TAG`] marker, index entries for an [`INDEX_PURGE_TAG`] one — then the
+    /// marker.
+    fn purge(&self, tag: u8, prefix: &[u8]) -> Result<()> {
+        let spaces: &[Space] = if tag == PURGE_TAG {
+            &[Space::Docs, Space::Index]
+        } else {
+            &[Space::Index]
+        };
+        for &space in spaces {
+            self.purge_space(space, prefix)?;
+        }
+        // No sync needed: the journal is sequential, so the marker's removal cannot
+        // become durable before the deletes written ahead of it.
+        let mut tx = self.engine.begin()?;
+        tx.delete(Space::Meta, &tagged(tag, prefix))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn purge_space(&self, space: Space, prefix: &[u8]) -> Result<()> {
         let snap = self.engine.snapshot()?;
-        let mut iter = snap.scan_prefix(Space::Docs, prefix);
+        let mut iter = snap.scan_prefix(space, prefix);
         loop {
             let mut keys = Vec::with_capacity(PURGE_CHUNK);
             for item in iter.by_ref().take(PURGE_CHUNK) {
@@ -634,27 +761,81 @@ impl DocumentStore {
                 break;
             }
             // Blind deletes read nothing and cannot conflict, and nothing writes
-            // under a dropped id any more (writers read the catalog record the drop
+            // under a dropped id any more (writers read the catalog records the drop
             // removed, so they conflict instead).
             let mut tx = self.engine.begin()?;
             for k in &keys {
-                tx.delete(Space::Docs, k)?;
+                tx.delete(space, k)?;
             }
             tx.commit()?;
             if keys.len() < PURGE_CHUNK {
                 break;
             }
         }
-        // No sync needed: the journal is sequential, so the marker's removal cannot
-        // become durable before the deletes written ahead of it.
-        let mut tx = self.engine.begin()?;
-        tx.delete(Space::Meta, &tagged(PURGE_TAG, prefix))?;
-        tx.commit()?;
         Ok(())
     }
 }
 
-fn new_collection(tx: &mut dyn KvTx, db_id: u64, name: &str) -> Result<CollectionEntry> {
+/// Writes the entries of every document of `c` into the new index `info`, inside
+/// `tx`. The scan of the collection joins the read set; duplicates of a unique index
+/// are found in memory (nothing else can write under the new id before the commit).
+fn fill_index(tx: &mut dyn KvTx, c: &CollectionHandle, info: &IndexInfo) -> Result<()> {
+    let mut entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
+    let mut seen: std::collections::HashMap<Vec<u8>, String> = std::collections::HashMap::new();
+    let prefix_len = coll_docs_prefix(c.db_id, c.coll_id).len();
+    for item in tx.scan_prefix(Space::Docs, &coll_docs_prefix(c.db_id, c.coll_id)) {
+        let (k, raw) = item?;
+        let key = std::str::from_utf8(&k[prefix_len..])
+            .map_err(|e| corrupt("a document key", e))?
+            .to_string();
+        let attrs = parse_object(&raw).map_err(|m| corrupt("a stored document", m))?;
+        let rev = attrs
+            .get("_rev")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let view = DocView {
+            coll: &c.name,
+            key: &key,
+            rev: &rev,
+            attrs: &attrs,
+        };
+        let Some(entry) = entry_key(c, info, &view) else {
+            continue;
+        };
+        if info.unique {
+            if let Some(other) = seen.get(&entry) {
+                return Err(StorageError::Conflict(format!(
+                    "cannot create unique index '{}' on collection '{}': documents '{other}'                      and '{key}' both have {}; remove or change the duplicates first, or                      create the index without unique",
+                    info.name,
+                    c.name,
+                    describe_values(info, Some(&view))
+                )));
+            }
+            seen.insert(entry.clone(), key.clone());
+        }
+        entries.push((entry, Bytes::from(key.into_bytes())));
+    }
+    for (k, v) in entries {
+        tx.put(Space::Index, &k, v)?;
+    }
+    Ok(())
+}
+
+/// Deletes every key under `prefix` in `space` inside `tx` (for small catalog ranges;
+/// the scan joins the read set).
+fn delete_prefix(tx: &mut dyn KvTx, space: Space, prefix: &[u8]) -> Result<()> {
+    let mut keys = Vec::new();
+    for item in tx.scan_prefix(space, prefix) {
+        keys.push(item?.0);
+    }
+    for k in &keys {
+        tx.delete(space, k)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn new_collection(tx: &mut dyn KvTx, db_id: u64, name: &str) -> Result<CollectionEntry> {
     let entry = CollectionEntry {
         id: allocate_id(tx)?,
         name: name.to_string(),
@@ -662,13 +843,6 @@ fn new_collection(tx: &mut dyn KvTx, db_id: u64, name: &str) -> Result<Collectio
     };
     tx.put(Space::Meta, &coll_key(db_id, name), encode_json(&entry)?)?;
     Ok(entry)
-}
-
-fn revision_mismatch(coll: &str, key: &str, expected: &str, actual: &str) -> StorageError {
-    StorageError::Conflict(format!(
-        "revision mismatch for document '{coll}/{key}': expected _rev '{expected}' but the \
-         current _rev is '{actual}'; read the document again and retry with its current _rev"
-    ))
 }
 
 #[cfg(test)]

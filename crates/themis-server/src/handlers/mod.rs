@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod documents;
 pub mod handshake;
+pub mod query;
 
 use bytes::Bytes;
 use themis_proto::wire::{self, ErrorCode, OpCode};
@@ -19,10 +20,19 @@ use crate::connection::{error_frame, response_frame};
 use crate::session::{now_ms, Session};
 use crate::Shared;
 
+/// What a connection's requests share beyond the session: its open cursors, and the
+/// flag that stops its running queries when it closes.
+#[derive(Default)]
+pub(crate) struct ConnState {
+    pub cursors: query::Cursors,
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Runs an authenticated request and returns its encoded response frame.
 pub(crate) async fn dispatch(
     shared: &Shared,
     session: &Session,
+    conn: &ConnState,
     request_id: u64,
     request: Request,
 ) -> Bytes {
@@ -41,10 +51,25 @@ pub(crate) async fn dispatch(
         }
         Request::Admin(r) => response_frame(codec, op, request_id, &admin::handle(shared, session, r).await),
         Request::Ping(p) => response_frame(codec, OpCode::OpPong, request_id, &ping(&p)),
-        Request::Query(_)
-        | Request::CursorNext(_)
-        | Request::CursorClose(_)
-        | Request::BeginTx(_)
+        Request::Query(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &query::query(shared, session, conn, r).await,
+        ),
+        Request::CursorNext(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &query::cursor_next(shared, &conn.cursors, r).await,
+        ),
+        Request::CursorClose(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &query::cursor_close(&conn.cursors, r),
+        ),
+        Request::BeginTx(_)
         | Request::CommitTx(_)
         | Request::RollbackTx(_)
         | Request::Subscribe(_)

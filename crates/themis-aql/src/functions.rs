@@ -1,1 +1,0 @@
-//! The AQL standard library. (Being written.)

@@ -1,0 +1,375 @@
+//! OP_QUERY, OP_CURSOR_NEXT, OP_CURSOR_CLOSE.
+//!
+//! A read query runs on tokio's blocking pool (it reads storage synchronously) and
+//! hands back its first batch; if more remain, its [`ReadCursor`] is parked in the
+//! connection's [`Cursors`] and each CURSOR_NEXT pulls the next batch from it, so the
+//! server holds one batch at a time however large the result. A write query runs on
+//! a writer thread in one transaction, is acknowledged once durable, and its
+//! (materialised) results are served the same way.
+//!
+//! Cursors belong to their connection: at most `MAX_CURSORS` open, each closed after
+//! `CURSOR_TTL` without a fetch, all dropped when the connection closes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use themis_aql::exec::{self, Prepared, QueryOptions, ReadCursor, Stats};
+use themis_aql::{ErrorKind, QueryError};
+use themis_proto::wire::{
+    self, CursorCloseRequest, CursorCloseResponse, CursorNextRequest, ErrorCode, QueryRequest,
+    QueryResponse, QueryStats,
+};
+use themis_proto::ErrorExt;
+
+use super::{database, fail, invalid, reject_transaction, storage_error};
+use crate::session::Session;
+use crate::Shared;
+
+/// Open cursors per connection (the contract's per-session cap; a session is bound to
+/// one connection at a time).
+pub const MAX_CURSORS: usize = 64;
+/// A cursor not fetched from for this long is closed.
+pub const CURSOR_TTL: Duration = Duration::from_secs(60);
+/// Results per batch when the request leaves `batch_size` at 0.
+pub const DEFAULT_BATCH: usize = 1000;
+/// Upper bound on `batch_size`.
+pub const MAX_BATCH: usize = 100_000;
+
+enum CursorKind {
+    Read(Box<ReadCursor>),
+    /// A write query's results, produced before its commit.
+    Materialised(std::vec::IntoIter<Value>, Stats),
+}
+
+struct Entry {
+    kind: Arc<Mutex<CursorKind>>,
+    last_used: Instant,
+}
+
+/// The open cursors of one connection.
+#[derive(Default)]
+pub(crate) struct Cursors {
+    map: Mutex<HashMap<String, Entry>>,
+}
+
+impl Cursors {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn expire(map: &mut HashMap<String, Entry>) {
+        let now = Instant::now();
+        map.retain(|_, e| now.duration_since(e.last_used) < CURSOR_TTL);
+    }
+
+    fn park(&self, kind: CursorKind) -> Result<String, wire::Error> {
+        let mut map = self.lock();
+        Self::expire(&mut map);
+        if map.len() >= MAX_CURSORS {
+            return Err(wire::Error::new(
+                ErrorCode::ErrResourceExhausted,
+                format!(
+                    "this connection already has {MAX_CURSORS} open cursors: read them to the end or close them (OP_CURSOR_CLOSE) before starting more"
+                ),
+            ));
+        }
+        let id = new_cursor_id();
+        map.insert(
+            id.clone(),
+            Entry {
+                kind: Arc::new(Mutex::new(kind)),
+                last_used: Instant::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn take(&self, id: &str) -> Option<Arc<Mutex<CursorKind>>> {
+        let mut map = self.lock();
+        Self::expire(&mut map);
+        let e = map.get_mut(id)?;
+        e.last_used = Instant::now();
+        Some(e.kind.clone())
+    }
+
+    fn remove(&self, id: &str) -> bool {
+        self.lock().remove(id).is_some()
+    }
+}
+
+fn new_cursor_id() -> String {
+    use rand::RngCore;
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+fn query_error(e: QueryError) -> wire::Error {
+    let code = match e.kind {
+        ErrorKind::Conflict => ErrorCode::ErrConflict,
+        ErrorKind::NotFound => ErrorCode::ErrNotFound,
+        _ => ErrorCode::ErrQuery,
+    };
+    let retryable = e.kind == ErrorKind::Conflict && e.message.contains("retry the query");
+    let mut err = wire::Error::new(code, e.to_string());
+    err.retryable = retryable;
+    err
+}
+
+fn stats(s: &Stats, plan: String) -> QueryStats {
+    QueryStats {
+        execution_time_us: s.execution_time_us,
+        documents_scanned: s.documents_scanned,
+        index_lookups: s.index_lookups,
+        writes_executed: s.writes_executed,
+        rows_returned: s.rows_returned,
+        plan,
+    }
+}
+
+fn batch_size(requested: i32) -> usize {
+    if requested <= 0 {
+        DEFAULT_BATCH
+    } else {
+        (requested as usize).min(MAX_BATCH)
+    }
+}
+
+/// Encodes up to `n` results, stopping early at half the frame limit so one batch
+/// always fits in a frame.
+fn encode_batch(
+    values: impl Iterator<Item = Result<Value, QueryError>>,
+    n: usize,
+    byte_budget: usize,
+) -> Result<Vec<Bytes>, QueryError> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for v in values.take(n) {
+        let json = serde_json::to_vec(&v?)
+            .map_err(|e| QueryError::runtime(format!("cannot encode a result: {e}")))?;
+        bytes += json.len() + 8;
+        out.push(Bytes::from(json));
+        if bytes >= byte_budget {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Pulls the next batch from a cursor (blocking: call on the blocking pool).
+fn next_batch(
+    kind: &mut CursorKind,
+    n: usize,
+    budget: usize,
+) -> Result<(Vec<Bytes>, bool, Stats), QueryError> {
+    match kind {
+        CursorKind::Read(c) => {
+            let started = Instant::now();
+            let c: &mut ReadCursor = c;
+            let batch = encode_batch(std::iter::from_fn(|| c.next_value().transpose()), n, budget)?;
+            let mut st = c.stats().clone();
+            st.execution_time_us = started.elapsed().as_micros() as u64;
+            let more = c.has_more()?;
+            Ok((batch, more, st))
+        }
+        CursorKind::Materialised(it, st) => {
+            let batch = encode_batch(it.by_ref().map(Ok), n, budget)?;
+            Ok((batch, it.len() > 0, st.clone()))
+        }
+    }
+}
+
+fn options(shared: &Shared) -> QueryOptions {
+    QueryOptions {
+        auto_create_collections: shared.config.server.auto_create_collections,
+        ..QueryOptions::default()
+    }
+}
+
+pub(crate) async fn query(
+    shared: &Shared,
+    session: &Session,
+    conn: &super::ConnState,
+    req: QueryRequest,
+) -> QueryResponse {
+    let cursors = &conn.cursors;
+    if let Some(r) = reject_transaction(&req.transaction_id) {
+        return r;
+    }
+    let mut bind_vars = BTreeMap::new();
+    for (name, raw) in &req.bind_vars {
+        match serde_json::from_slice::<Value>(raw) {
+            Ok(v) => {
+                bind_vars.insert(name.clone(), v);
+            }
+            Err(e) => {
+                return invalid(format!(
+                    "bind parameter '{name}' is not valid JSON: {e}; every bind_vars value is a JSON document"
+                ))
+            }
+        }
+    }
+    let prepared = match Prepared::new(&req.aql_query, bind_vars) {
+        Ok(p) => p,
+        Err(e) => return fail(query_error(e)),
+    };
+    let db = database(&req.database, session).to_string();
+    let store = shared.store.clone();
+    let opts = QueryOptions {
+        cancel: Some(conn.cancel.clone()),
+        ..options(shared)
+    };
+    let n = batch_size(req.batch_size);
+    let budget = (shared.codec.max_frame_bytes() as usize) / 2;
+
+    if req.explain {
+        let explained =
+            tokio::task::spawn_blocking(move || exec::explain(&store, &db, &prepared)).await;
+        return match explained {
+            Ok(Ok(plan)) => QueryResponse {
+                success: true,
+                stats: Some(stats(&Stats::default(), plan)),
+                ..Default::default()
+            },
+            Ok(Err(e)) => fail(query_error(e)),
+            Err(e) => fail(wire::Error::new(
+                ErrorCode::ErrInternal,
+                format!("query task failed: {e}"),
+            )),
+        };
+    }
+
+    let started = Instant::now();
+    let mut kind = if prepared.is_write() {
+        let ran = shared
+            .writers
+            .run(move || exec::run_write(&store, &db, &prepared, &opts))
+            .await;
+        let (results, st, pending) = match ran {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return fail(query_error(e)),
+            Err(e) => return fail(wire::Error::new(ErrorCode::ErrUnavailable, e.to_string())),
+        };
+        if let Err(e) = pending.wait().await {
+            return fail(storage_error(e));
+        }
+        CursorKind::Materialised(results.into_iter(), st)
+    } else {
+        let started_cursor =
+            tokio::task::spawn_blocking(move || exec::run_read(&store, &db, &prepared, &opts))
+                .await;
+        match started_cursor {
+            Ok(Ok(c)) => CursorKind::Read(Box::new(c)),
+            Ok(Err(e)) => return fail(query_error(e)),
+            Err(e) => {
+                return fail(wire::Error::new(
+                    ErrorCode::ErrInternal,
+                    format!("query task failed: {e}"),
+                ))
+            }
+        }
+    };
+    let first = tokio::task::spawn_blocking(move || {
+        let r = next_batch(&mut kind, n, budget);
+        (kind, r)
+    })
+    .await;
+    let (kind, result) = match first {
+        Ok(x) => x,
+        Err(e) => {
+            return fail(wire::Error::new(
+                ErrorCode::ErrInternal,
+                format!("query task failed: {e}"),
+            ))
+        }
+    };
+    let (results, more, mut st) = match result {
+        Ok(x) => x,
+        Err(e) => return fail(query_error(e)),
+    };
+    st.execution_time_us = started.elapsed().as_micros() as u64;
+    let cursor_id = if more {
+        match cursors.park(kind) {
+            Ok(id) => id,
+            Err(e) => return fail(e),
+        }
+    } else {
+        String::new()
+    };
+    QueryResponse {
+        success: true,
+        results,
+        has_more: more,
+        cursor_id,
+        stats: Some(stats(&st, String::new())),
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn cursor_next(
+    shared: &Shared,
+    cursors: &Cursors,
+    req: CursorNextRequest,
+) -> QueryResponse {
+    let Some(cursor) = cursors.take(&req.cursor_id) else {
+        return fail(wire::Error::new(
+            ErrorCode::ErrCursorNotFound,
+            format!(
+                "cursor '{}' not found: it was read to the end, closed, idle for more than {}s, or belongs to another connection; run the query again",
+                req.cursor_id,
+                CURSOR_TTL.as_secs()
+            ),
+        ));
+    };
+    let n = batch_size(req.batch_size);
+    let budget = (shared.codec.max_frame_bytes() as usize) / 2;
+    let ran = tokio::task::spawn_blocking(move || {
+        let mut kind = cursor.lock().unwrap_or_else(|p| p.into_inner());
+        next_batch(&mut kind, n, budget)
+    })
+    .await;
+    let (results, more, st) = match ran {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            cursors.remove(&req.cursor_id);
+            return fail(query_error(e));
+        }
+        Err(e) => {
+            return fail(wire::Error::new(
+                ErrorCode::ErrInternal,
+                format!("query task failed: {e}"),
+            ))
+        }
+    };
+    if !more {
+        cursors.remove(&req.cursor_id);
+    }
+    QueryResponse {
+        success: true,
+        results,
+        has_more: more,
+        cursor_id: if more { req.cursor_id } else { String::new() },
+        stats: Some(stats(&st, String::new())),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn cursor_close(cursors: &Cursors, req: CursorCloseRequest) -> CursorCloseResponse {
+    if cursors.remove(&req.cursor_id) {
+        CursorCloseResponse {
+            success: true,
+            ..Default::default()
+        }
+    } else {
+        fail(wire::Error::new(
+            ErrorCode::ErrCursorNotFound,
+            format!(
+                "cursor '{}' not found (already exhausted, closed or expired)",
+                req.cursor_id
+            ),
+        ))
+    }
+}
