@@ -44,8 +44,10 @@ pub(crate) enum CExpr {
     Ternary(Box<CExpr>, Option<Box<CExpr>>, Box<CExpr>),
     Range(Box<CExpr>, Box<CExpr>),
     Call(String, Vec<CExpr>),
-    /// `DOCUMENT(...)`: needs storage, so the executor evaluates it.
-    Document(Vec<CExpr>),
+    /// A function that needs the query's storage or context (`DOCUMENT`,
+    /// `COLLECTIONS`, `COLLECTION_COUNT`, `CURRENT_DATABASE`, `CURRENT_USER`): the
+    /// executor evaluates it.
+    Context(String, Vec<CExpr>),
     Subquery(Arc<Plan>),
 }
 
@@ -1023,8 +1025,8 @@ impl<'a> Compiler<'a> {
                 for a in args {
                     cargs.push(self.expr(a, scope)?);
                 }
-                if name == "DOCUMENT" {
-                    CExpr::Document(cargs)
+                if functions::EXECUTOR_FUNCTIONS.contains(&name.as_str()) {
+                    CExpr::Context(name.clone(), cargs)
                 } else {
                     CExpr::Call(name.clone(), cargs)
                 }

@@ -44,6 +44,8 @@ pub struct QueryOptions {
     pub max_range_elements: usize,
     /// Set to stop the query (its connection closed); checked while rows are produced.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The user running the query, for `CURRENT_USER()`.
+    pub user: Option<String>,
 }
 
 impl Default for QueryOptions {
@@ -54,6 +56,7 @@ impl Default for QueryOptions {
             auto_create_collections: true,
             max_range_elements: 10_000_000,
             cancel: None,
+            user: None,
         }
     }
 }
@@ -1273,12 +1276,12 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
             }
             functions::call(name, vals)?
         }
-        CExpr::Document(args) => {
+        CExpr::Context(name, args) => {
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
                 vals.push(eval(a, row, cx)?);
             }
-            document(cx, vals)?
+            context_function(cx, name, vals)?
         }
         CExpr::Subquery(plan) => {
             let mut node = build(plan, row.clone());
@@ -1333,6 +1336,50 @@ fn flatten_into(v: Value, depth: usize, out: &mut Vec<Value>) {
             }
         }
         other => out.push(other),
+    }
+}
+
+/// The functions that need the query's storage or context.
+fn context_function(cx: &mut Cx, name: &str, args: Vec<Value>) -> Result<Value, QueryError> {
+    match name {
+        "DOCUMENT" => document(cx, args),
+        "CURRENT_DATABASE" => Ok(Value::String(cx.db.to_string())),
+        "CURRENT_USER" => Ok(cx
+            .opts
+            .user
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null)),
+        "COLLECTIONS" => {
+            let colls = cx.snap.collections(cx.db).map_err(storage_error)?;
+            Ok(Value::Array(
+                colls
+                    .into_iter()
+                    .map(|c| serde_json::json!({ "_id": c.id.to_string(), "name": c.name }))
+                    .collect(),
+            ))
+        }
+        "COLLECTION_COUNT" => {
+            let coll = match args.first() {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err(QueryError::runtime(
+                        "COLLECTION_COUNT() needs a collection name (a string)",
+                    ))
+                }
+            };
+            let handle = cx.snap.collection(cx.db, &coll).map_err(storage_error)?;
+            let mut n = 0u64;
+            for item in cx.snap.scan(&handle) {
+                item.map_err(storage_error)?;
+                n += 1;
+                cx.tick()?;
+            }
+            Ok(Value::from(n))
+        }
+        other => Err(QueryError::runtime(format!(
+            "{other}() is not available here"
+        ))),
     }
 }
 

@@ -273,3 +273,16 @@ fn explain_names_indexes() {
     c.next_batch(100).unwrap();
     assert_eq!(c.stats().documents_scanned, 1);
 }
+
+#[test]
+fn context_functions() {
+    let (_d, s) = store();
+    seed(&s);
+    assert_eq!(q(&s, "RETURN CURRENT_DATABASE()"), vec![json!("_system")]);
+    assert_eq!(q(&s, "RETURN COLLECTION_COUNT('users')"), vec![json!(20)]);
+    assert_eq!(
+        q(&s, "RETURN COLLECTIONS()[*].name"),
+        vec![json!(["users"])]
+    );
+    assert_eq!(q(&s, "RETURN LENGTH(users)"), vec![json!(20)]);
+}

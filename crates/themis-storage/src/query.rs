@@ -70,6 +70,11 @@ impl QuerySnapshot {
         })
     }
 
+    /// The collections of `db` in this snapshot, sorted by name.
+    pub fn collections(&self, db: &str) -> Result<Vec<crate::CollectionInfo>> {
+        crate::store::collections_of(self.snap.as_ref(), db)
+    }
+
     /// The secondary indexes of `c`, in creation order (the primary `_key` index is
     /// implicit and not listed).
     pub fn indexes(&self, c: &CollectionHandle) -> Result<Vec<IndexInfo>> {

@@ -50,7 +50,7 @@ use crate::index::{
     describe_values, entry_key, validate_index_fields, DocView, IndexInfo, IndexedCollection,
     PRIMARY_INDEX_NAME,
 };
-use crate::kv::{KvEngine, KvTx, Space};
+use crate::kv::{KvEngine, KvRead, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
 use crate::query::{CollectionHandle, QuerySnapshot};
 use crate::revision::RevisionClock;
@@ -350,20 +350,8 @@ impl DocumentStore {
 
     /// Collections of `db`, sorted by name.
     pub fn list_collections(&self, db: &str) -> Result<Vec<CollectionInfo>> {
-        validate_lookup_name("database", db)?;
         let snap = self.engine.snapshot()?;
-        let d = require_database(snap.as_ref(), db)?;
-        let mut out = Vec::new();
-        for item in snap.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
-            let (_, v) = item?;
-            let c: CollectionEntry = decode_json("a collection catalog record", &v)?;
-            out.push(CollectionInfo {
-                name: c.name,
-                id: c.id,
-                created_at_ms: c.created_at_ms,
-            });
-        }
-        Ok(out)
+        collections_of(snap.as_ref(), db)
     }
 
     /// Creates a collection in `db`. An existing name is a `Conflict`.
@@ -893,4 +881,21 @@ mod tests {
         assert_eq!(count(&s, Space::Meta, &[PURGE_TAG]), 0);
         assert_eq!(count(&s, Space::Docs, &[]), 0);
     }
+}
+
+/// The collections of `db` as `r` sees them, sorted by name.
+pub(crate) fn collections_of<R: KvRead + ?Sized>(r: &R, db: &str) -> Result<Vec<CollectionInfo>> {
+    validate_lookup_name("database", db)?;
+    let d = require_database(r, db)?;
+    let mut out = Vec::new();
+    for item in r.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
+        let (_, v) = item?;
+        let c: CollectionEntry = decode_json("a collection catalog record", &v)?;
+        out.push(CollectionInfo {
+            name: c.name,
+            id: c.id,
+            created_at_ms: c.created_at_ms,
+        });
+    }
+    Ok(out)
 }

@@ -478,7 +478,8 @@ async fn server_only_and_unserved_opcodes_are_refused_with_their_id() {
     assert_eq!(f.request_id, 5);
     assert_eq!(code_of(&f.error()), ErrorCode::ErrProtocol);
     // OP_BEGIN_TX is in the schema but not served by this version.
-    c.send(OpCode::OpBeginTx, 6, &wire::BeginTxRequest::default()).await;
+    c.send(OpCode::OpBeginTx, 6, &wire::BeginTxRequest::default())
+        .await;
     let f = c.recv().await.unwrap();
     assert_eq!(f.request_id, 6);
     let err = f.error();

@@ -220,6 +220,7 @@ pub(crate) async fn query(
     let store = shared.store.clone();
     let opts = QueryOptions {
         cancel: Some(conn.cancel.clone()),
+        user: Some(session.username.clone()),
         ..options(shared)
     };
     let n = batch_size(req.batch_size);
