@@ -833,6 +833,23 @@ pub(crate) fn new_collection(tx: &mut dyn KvTx, db_id: u64, name: &str) -> Resul
     Ok(entry)
 }
 
+/// The collections of `db` as `r` sees them, sorted by name.
+pub(crate) fn collections_of<R: KvRead + ?Sized>(r: &R, db: &str) -> Result<Vec<CollectionInfo>> {
+    validate_lookup_name("database", db)?;
+    let d = require_database(r, db)?;
+    let mut out = Vec::new();
+    for item in r.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
+        let (_, v) = item?;
+        let c: CollectionEntry = decode_json("a collection catalog record", &v)?;
+        out.push(CollectionInfo {
+            name: c.name,
+            id: c.id,
+            created_at_ms: c.created_at_ms,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -881,21 +898,4 @@ mod tests {
         assert_eq!(count(&s, Space::Meta, &[PURGE_TAG]), 0);
         assert_eq!(count(&s, Space::Docs, &[]), 0);
     }
-}
-
-/// The collections of `db` as `r` sees them, sorted by name.
-pub(crate) fn collections_of<R: KvRead + ?Sized>(r: &R, db: &str) -> Result<Vec<CollectionInfo>> {
-    validate_lookup_name("database", db)?;
-    let d = require_database(r, db)?;
-    let mut out = Vec::new();
-    for item in r.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
-        let (_, v) = item?;
-        let c: CollectionEntry = decode_json("a collection catalog record", &v)?;
-        out.push(CollectionInfo {
-            name: c.name,
-            id: c.id,
-            created_at_ms: c.created_at_ms,
-        });
-    }
-    Ok(out)
 }
