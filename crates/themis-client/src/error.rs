@@ -34,7 +34,7 @@ pub enum Error {
 
     /// Reading from or writing to the socket failed (including connection refused).
     #[error("I/O error talking to the ThemisDB server: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
 
     /// The connection is gone; requests in flight on it fail with this instead of
     /// hanging. Connect again to continue.
@@ -74,7 +74,7 @@ pub enum Error {
     /// A document could not be turned into JSON, or the JSON the server returned does
     /// not fit the requested type.
     #[error("JSON (de)serialization failed: {0}")]
-    Serialization(#[from] serde_json::Error),
+    Serialization(serde_json::Error),
 }
 
 /// Coarse categories of [`Error`], following the contract's mapping of seed 002's
@@ -225,6 +225,21 @@ impl Error {
                 retry_after_ms: 0,
             },
         }
+    }
+}
+
+// `Io` and `Serialization` show their cause in their own message, so they do not also
+// report it as `source()`: error reporters that print the chain (`anyhow`'s `{:#}`)
+// would say it twice.
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Serialization(e)
     }
 }
 

@@ -53,6 +53,47 @@
 //! # }
 //! ```
 //!
+//! AQL queries: bind parameters, typed results, all at once or as a stream.
+//!
+//! ```no_run
+//! use futures::TryStreamExt;
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct User {
+//!     name: String,
+//!     age: u32,
+//! }
+//!
+//! # async fn queries(client: themis_client::Client) -> themis_client::Result<()> {
+//! let over_30: Vec<User> = client
+//!     .query("FOR u IN users FILTER u.age > @min RETURN u")
+//!     .bind("min", 30)?
+//!     .all()
+//!     .await?;
+//!
+//! // One batch of 500 in memory at a time, however many users there are.
+//! let mut users = client
+//!     .query("FOR u IN @@coll SORT u.age RETURN u")
+//!     .bind_collection("coll", "users")
+//!     .batch_size(500)
+//!     .stream::<User>()
+//!     .await?;
+//! while let Some(user) = users.try_next().await? {
+//!     println!("{} is {}", user.name, user.age);
+//! }
+//! println!("scanned {}", users.stats().documents_scanned);
+//!
+//! let oldest: Option<String> = client
+//!     .query("FOR u IN users SORT u.age DESC LIMIT 1 RETURN u.name")
+//!     .first()
+//!     .await?;
+//! println!("plan:\n{}", client.query("FOR u IN users RETURN u").explain().await?);
+//! # let _ = (over_30, oldest);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Concurrency: clones share the one connection.
 //!
 //! ```no_run
@@ -110,7 +151,9 @@
 //! * `client`: [`Client`], the handshake, `ping`, `raw_request`; the seam where a
 //!   connection pool and reconnection will plug in.
 //! * `collection`: [`Collection`], typed CRUD with serde.
-//! * `admin`: databases, collections, stats.
+//! * `admin`: databases, collections, stats, indexes.
+//! * `query`: [`Query`], the AQL query builder, and [`QueryStream`], its results as
+//!   a typed `Stream` fetched batch by batch.
 //! * `error`: the one [`Error`] type.
 //!
 //! # Errors
@@ -128,6 +171,7 @@ mod collection;
 mod connection;
 mod error;
 pub mod options;
+mod query;
 
 pub use admin::{CollectionInfo, CollectionStats, IndexInfo, IndexOptions};
 pub use client::Client;
@@ -136,6 +180,7 @@ pub use collection::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use options::{ClientOptions, ConnectTarget, DEFAULT_DATABASE, DEFAULT_PORT};
+pub use query::{Query, QueryStats, QueryStream};
 
 /// The wire protocol crate's generated messages and codes, for
 /// [`Client::raw_request`] and [`Client::admin`].

@@ -269,8 +269,8 @@ impl<T> QueryStream<T> {
             self.stats.absorb(s);
         }
         self.buffer.extend(response.results);
-        self.cursor_id = (response.has_more && !response.cursor_id.is_empty())
-            .then_some(response.cursor_id);
+        self.cursor_id =
+            (response.has_more && !response.cursor_id.is_empty()).then_some(response.cursor_id);
     }
 
     fn fetch_next(&self, cursor_id: String) -> Fetch {

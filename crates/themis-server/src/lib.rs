@@ -18,8 +18,8 @@ pub mod config;
 pub mod connection;
 pub mod handlers;
 pub mod listener;
+mod pools;
 pub mod session;
-mod writers;
 
 use std::sync::Arc;
 
@@ -37,7 +37,10 @@ pub(crate) struct Shared {
     pub config: Config,
     pub store: Arc<DocumentStore>,
     pub sessions: session::SessionRegistry,
-    pub writers: writers::WritePool,
+    /// Storage commits (see `pools`).
+    pub writers: pools::ThreadPool,
+    /// Query execution: starting queries and pulling cursor batches.
+    pub queries: pools::ThreadPool,
     pub codec: FrameCodec,
     pub node_id: String,
 }
@@ -56,8 +59,8 @@ pub enum StartError {
     Bind { addr: String, error: std::io::Error },
     #[error("nothing to serve: [wire_protocol] enabled = false, and the wire protocol is this build's only front door; set enabled = true")]
     NothingToServe,
-    #[error("cannot start the storage writer threads: {0}")]
-    Writers(std::io::Error),
+    #[error("cannot start the server's worker threads: {0}")]
+    Threads(std::io::Error),
     #[error("cannot create the root user: {0}")]
     Bootstrap(String),
 }

@@ -23,12 +23,15 @@ use themis_proto::{ErrorExt, FrameCodec};
 use themis_storage::DocumentStore;
 
 use crate::connection::{self, send_error_and_close};
+use crate::pools::ThreadPool;
 use crate::session::SessionRegistry;
-use crate::writers::WritePool;
 
 /// Storage writer threads: enough to keep commits flowing while one waits for the
-/// journal, few enough not to fight over it (see `writers`).
+/// journal, few enough not to fight over it (see `pools`).
 const WRITER_THREADS: usize = 2;
+/// Query threads: a few more than cores, so a query waiting on disk does not idle a
+/// core, without letting hundreds of queries contend for two cores.
+const QUERY_THREADS: usize = 4;
 use crate::{store_options, Config, Shared, StartError, StartOptions};
 
 /// A configured server, ready to [`Server::start`].
@@ -81,7 +84,8 @@ impl Server {
         let shared = Arc::new(Shared {
             codec: FrameCodec::new(config.wire.max_frame_bytes),
             sessions: SessionRegistry::new(config.server.session_ttl),
-            writers: WritePool::new(WRITER_THREADS).map_err(StartError::Writers)?,
+            writers: ThreadPool::new("writer", WRITER_THREADS).map_err(StartError::Threads)?,
+            queries: ThreadPool::new("query", QUERY_THREADS).map_err(StartError::Threads)?,
             store: store.clone(),
             node_id,
             config,

@@ -23,6 +23,12 @@ pub enum Op {
     Insert,
     /// Single-document reads by key from a pre-filled collection.
     Get,
+    /// AQL point lookup through a secondary index (`FILTER d.n == @n`).
+    Point,
+    /// AQL range scan of 100 documents through a secondary index.
+    Range,
+    /// AQL `COLLECT … WITH COUNT` over the whole query collection (a full scan).
+    Collect,
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +61,10 @@ pub struct BenchArgs {
     /// Documents pre-inserted for `get`.
     #[arg(long, default_value_t = 10_000)]
     get_keys: u64,
+    /// Documents in the collection the query workloads (point, range, collect) use;
+    /// it is `<collection>_q`, filled and indexed on `n` once.
+    #[arg(long, default_value_t = 100_000)]
+    query_docs: u64,
     /// Print one JSON object per operation instead of a table.
     #[arg(long)]
     json: bool,
@@ -116,9 +126,68 @@ fn redact(url: &str) -> String {
     }
 }
 
+fn query_collection(args: &BenchArgs) -> String {
+    format!("{}_q", args.collection)
+}
+
+/// Fills `<collection>_q` with `query_docs` documents `{n, g}` indexed on `n`, unless
+/// an earlier run left exactly that.
+async fn prepare_queries(client: &Client, args: &BenchArgs) -> Result<()> {
+    let name = query_collection(args);
+    if let Ok(stats) = client.collection_stats(&name).await {
+        if stats.count == args.query_docs {
+            return Ok(());
+        }
+        client.drop_collection(&name).await?;
+    }
+    client.create_collection(&name).await?;
+    let coll = client.collection(&name);
+    let mut start = 0;
+    while start < args.query_docs {
+        let end = (start + 10_000).min(args.query_docs);
+        let docs: Vec<_> = (start..end)
+            .map(|i| json!({ "n": i, "g": i % 10, "pad": "x".repeat(40) }))
+            .collect();
+        coll.insert_many(&docs).await?;
+        start = end;
+    }
+    client
+        .create_index(
+            &name,
+            "by_n",
+            &["n"],
+            themis_client::IndexOptions::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Runs one AQL query and returns how many rows came back (all in the first batch).
+async fn aql(client: &Client, text: &str, binds: &[(&str, serde_json::Value)]) -> Option<usize> {
+    let req = themis_client::wire::QueryRequest {
+        aql_query: text.to_string(),
+        bind_vars: binds
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::to_vec(v).unwrap_or_default().into(),
+                )
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let resp: themis_client::wire::QueryResponse = client
+        .raw_request(themis_client::OpCode::OpQuery, &req)
+        .await
+        .ok()?;
+    resp.success.then_some(resp.results.len())
+}
+
 async fn prepare(client: &Client, op: Op, args: &BenchArgs) -> Result<()> {
     match op {
         Op::Ping => Ok(()),
+        Op::Point | Op::Range | Op::Collect => prepare_queries(client, args).await,
         Op::Insert => {
             let _ = client.drop_collection(&args.collection).await;
             client.create_collection(&args.collection).await?;
@@ -172,6 +241,8 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
             let issued = issued.clone();
             let errors = errors.clone();
             let get_keys = args.get_keys.max(1);
+            let query_docs = args.query_docs.max(1);
+            let qcoll = query_collection(args);
             let mut seed = (ci * 7919 + wi * 104_729 + 1) as u64;
             tasks.push(tokio::spawn(async move {
                 let mut hist =
@@ -189,14 +260,27 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
                         }
                     }
                     let t = Instant::now();
+                    // xorshift: cheap, deterministic, spread over the key space.
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
                     let ok = match op {
                         Op::Ping => client.ping().await.is_ok(),
+                        Op::Point => {
+                            let text = format!("FOR d IN {qcoll} FILTER d.n == @n RETURN d");
+                            aql(&client, &text, &[("n", json!(seed % query_docs))]).await == Some(1)
+                        }
+                        Op::Range => {
+                            let lo = seed % query_docs.saturating_sub(100).max(1);
+                            let text = format!("FOR d IN {qcoll} FILTER d.n >= @lo AND d.n < @lo + 100 RETURN d");
+                            aql(&client, &text, &[("lo", json!(lo))]).await.is_some()
+                        }
+                        Op::Collect => {
+                            let text = format!("FOR d IN {qcoll} COLLECT g = d.g WITH COUNT INTO c RETURN {{g, c}}");
+                            aql(&client, &text, &[]).await.is_some()
+                        }
                         Op::Insert => coll.insert(&doc(None)).await.is_ok(),
                         Op::Get => {
-                            // xorshift: cheap, deterministic, spread over the key space.
-                            seed ^= seed << 13;
-                            seed ^= seed >> 7;
-                            seed ^= seed << 17;
                             let key = format!("k{}", seed % get_keys);
                             matches!(coll.get::<serde_json::Value>(&key).await, Ok(Some(_)))
                         }

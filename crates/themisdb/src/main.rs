@@ -3,9 +3,13 @@
 //! * `themisdb serve`: run the server (wire protocol v1 on port 8766) on embedded
 //!   storage.
 //! * `themisdb bench`: load generator against a running server.
+//! * `themisdb query`: run one AQL query, print its results as JSON (for scripts).
+//! * `themisdb shell`: an interactive AQL shell.
 
 mod bench;
+mod query;
 mod serve;
+mod shell;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +30,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure a running server: ops/s and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Run one AQL query and print its results, one JSON document per line.
+    Query(query::QueryArgs),
+    /// Interactive AQL shell (reads statements from stdin when it is not a terminal).
+    Shell(shell::ShellArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +41,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Query(args) => query::run(args),
+        Command::Shell(args) => shell::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

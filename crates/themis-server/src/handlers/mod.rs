@@ -17,6 +17,7 @@ use themis_proto::{ErrorExt, Request, TypedResponse};
 use themis_storage::{DocumentStore, Pending, StorageError};
 
 use crate::connection::{error_frame, response_frame};
+use crate::pools::JobError;
 use crate::session::{now_ms, Session};
 use crate::Shared;
 
@@ -137,8 +138,19 @@ pub(crate) async fn write<T: Send + 'static>(
         .writers
         .run(move || commit(&store))
         .await
-        .map_err(|e| StorageError::Unavailable(e.to_string()))??;
+        .map_err(|e| match e {
+            JobError::Stopped => StorageError::Unavailable(e.to_string()),
+            JobError::Panicked => StorageError::Internal(e.to_string()),
+        })??;
     pending.wait().await
+}
+
+/// The error for a job a worker pool could not run to completion.
+pub(crate) fn job_error(e: JobError) -> wire::Error {
+    match e {
+        JobError::Stopped => wire::Error::retryable(ErrorCode::ErrUnavailable, e.to_string(), 1000),
+        JobError::Panicked => wire::Error::new(ErrorCode::ErrInternal, e.to_string()),
+    }
 }
 
 /// Maps a storage error onto the wire error with the same meaning.

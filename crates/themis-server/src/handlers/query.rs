@@ -24,7 +24,7 @@ use themis_proto::wire::{
 };
 use themis_proto::ErrorExt;
 
-use super::{database, fail, invalid, reject_transaction, storage_error};
+use super::{database, fail, invalid, job_error, reject_transaction, storage_error};
 use crate::session::Session;
 use crate::Shared;
 
@@ -227,8 +227,10 @@ pub(crate) async fn query(
     let budget = (shared.codec.max_frame_bytes() as usize) / 2;
 
     if req.explain {
-        let explained =
-            tokio::task::spawn_blocking(move || exec::explain(&store, &db, &prepared)).await;
+        let explained = shared
+            .queries
+            .run(move || exec::explain(&store, &db, &prepared))
+            .await;
         return match explained {
             Ok(Ok(plan)) => QueryResponse {
                 success: true,
@@ -236,10 +238,7 @@ pub(crate) async fn query(
                 ..Default::default()
             },
             Ok(Err(e)) => fail(query_error(e)),
-            Err(e) => fail(wire::Error::new(
-                ErrorCode::ErrInternal,
-                format!("query task failed: {e}"),
-            )),
+            Err(e) => fail(job_error(e)),
         };
     }
 
@@ -252,40 +251,33 @@ pub(crate) async fn query(
         let (results, st, pending) = match ran {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return fail(query_error(e)),
-            Err(e) => return fail(wire::Error::new(ErrorCode::ErrUnavailable, e.to_string())),
+            Err(e) => return fail(job_error(e)),
         };
         if let Err(e) = pending.wait().await {
             return fail(storage_error(e));
         }
         CursorKind::Materialised(results.into_iter(), st)
     } else {
-        let started_cursor =
-            tokio::task::spawn_blocking(move || exec::run_read(&store, &db, &prepared, &opts))
-                .await;
+        let started_cursor = shared
+            .queries
+            .run(move || exec::run_read(&store, &db, &prepared, &opts))
+            .await;
         match started_cursor {
             Ok(Ok(c)) => CursorKind::Read(Box::new(c)),
             Ok(Err(e)) => return fail(query_error(e)),
-            Err(e) => {
-                return fail(wire::Error::new(
-                    ErrorCode::ErrInternal,
-                    format!("query task failed: {e}"),
-                ))
-            }
+            Err(e) => return fail(job_error(e)),
         }
     };
-    let first = tokio::task::spawn_blocking(move || {
-        let r = next_batch(&mut kind, n, budget);
-        (kind, r)
-    })
-    .await;
+    let first = shared
+        .queries
+        .run(move || {
+            let r = next_batch(&mut kind, n, budget);
+            (kind, r)
+        })
+        .await;
     let (kind, result) = match first {
         Ok(x) => x,
-        Err(e) => {
-            return fail(wire::Error::new(
-                ErrorCode::ErrInternal,
-                format!("query task failed: {e}"),
-            ))
-        }
+        Err(e) => return fail(job_error(e)),
     };
     let (results, more, mut st) = match result {
         Ok(x) => x,
@@ -327,23 +319,20 @@ pub(crate) async fn cursor_next(
     };
     let n = batch_size(req.batch_size);
     let budget = (shared.codec.max_frame_bytes() as usize) / 2;
-    let ran = tokio::task::spawn_blocking(move || {
-        let mut kind = cursor.lock().unwrap_or_else(|p| p.into_inner());
-        next_batch(&mut kind, n, budget)
-    })
-    .await;
+    let ran = shared
+        .queries
+        .run(move || {
+            let mut kind = cursor.lock().unwrap_or_else(|p| p.into_inner());
+            next_batch(&mut kind, n, budget)
+        })
+        .await;
     let (results, more, st) = match ran {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             cursors.remove(&req.cursor_id);
             return fail(query_error(e));
         }
-        Err(e) => {
-            return fail(wire::Error::new(
-                ErrorCode::ErrInternal,
-                format!("query task failed: {e}"),
-            ))
-        }
+        Err(e) => return fail(job_error(e)),
     };
     if !more {
         cursors.remove(&req.cursor_id);
