@@ -93,6 +93,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("storage", &["sync", "cache_size_mb"]),
+    ("query", &["memory_limit", "max_runtime"]),
 ];
 
 /// A fully commented `themis.conf` holding every setting at its default.
@@ -172,6 +173,14 @@ tls_require_client_cert = false
 sync = always
 # Block cache of the storage engine, in MiB.
 cache_size_mb = 64
+
+[query]
+# Memory one query may hold in the operations that must materialise (SORT without
+# an index, COLLECT, RETURN DISTINCT, subquery results, a write query's results);
+# beyond it the query fails with a clear error.
+memory_limit = 256MiB
+# Longest a query may run; beyond it the query fails with a clear error.
+max_runtime = 300
 "#;
 
 /// All settings. Built by [`Config::load`]; every field may also be assigned directly.
@@ -183,6 +192,8 @@ pub struct Config {
     pub wire: WireConfig,
     /// `[storage]`
     pub storage: StorageConfig,
+    /// `[query]`
+    pub query: QueryConfig,
 }
 
 /// `[server]`
@@ -324,6 +335,23 @@ impl fmt::Display for LogFormat {
             Self::Text => "text",
             Self::Json => "json",
         })
+    }
+}
+
+/// `[query]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryConfig {
+    /// Bytes the materialising operations of one query may hold.
+    pub memory_limit: u64,
+    pub max_runtime: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: 256 * MIB,
+            max_runtime: Duration::from_secs(300),
+        }
     }
 }
 
@@ -773,6 +801,10 @@ impl Config {
             ("storage", "cache_size_mb") => {
                 self.storage.cache_size_mb = parse_int(v, 1, 1024 * 1024)?
             }
+            ("query", "memory_limit") => {
+                self.query.memory_limit = parse_size(v, MIB, 1024 * 1024 * MIB)?
+            }
+            ("query", "max_runtime") => self.query.max_runtime = parse_duration(v, false)?,
             // Unreachable while SECTIONS and this match agree; a test checks they do.
             _ => return Err("a setting this build knows".to_string()),
         }
@@ -815,6 +847,8 @@ impl Config {
             ("wire_protocol", "tls_require_client_cert") => w.tls.require_client_cert.to_string(),
             ("storage", "sync") => self.storage.sync.to_string(),
             ("storage", "cache_size_mb") => self.storage.cache_size_mb.to_string(),
+            ("query", "memory_limit") => size_text(self.query.memory_limit),
+            ("query", "max_runtime") => duration_text(self.query.max_runtime),
             _ => String::new(),
         }
     }

@@ -185,6 +185,8 @@ fn next_batch(
 fn options(shared: &Shared) -> QueryOptions {
     QueryOptions {
         auto_create_collections: shared.config.server.auto_create_collections,
+        memory_limit_bytes: usize::try_from(shared.config.query.memory_limit).unwrap_or(usize::MAX),
+        max_runtime: Some(shared.config.query.max_runtime),
         ..QueryOptions::default()
     }
 }
