@@ -405,6 +405,16 @@ impl Mem {
     fn release(&mut self, bytes: usize) {
         self.used = self.used.saturating_sub(bytes);
     }
+
+    /// Fails if `bytes` more would exceed the limit, without holding them: for a
+    /// value that lives only while one row is evaluated.
+    fn check(&self, bytes: usize) -> Result<(), QueryError> {
+        let mut probe = Mem {
+            used: self.used,
+            limit: self.limit,
+        };
+        probe.charge(bytes)
+    }
 }
 
 /// A cheap upper estimate of a value's memory.
@@ -1153,6 +1163,9 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
         CExpr::Const(v) => v.clone(),
         CExpr::Slot(s) => row[*s].clone(),
         CExpr::Collection(handle) => {
+            // Held while it is built; a per-row value once built, so its charge ends
+            // with the evaluation.
+            let before = cx.mem.used;
             let mut docs = Vec::new();
             for item in cx.snap.scan(handle) {
                 cx.stats.documents_scanned += 1;
@@ -1160,6 +1173,7 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
                 cx.mem.charge(approx_size(&doc))?;
                 docs.push(doc);
             }
+            cx.mem.used = before;
             Value::Array(docs)
         }
         CExpr::Array(items) => {
@@ -1266,7 +1280,7 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
             let a = eval(a, row, cx)?;
             let b = eval(b, row, cx)?;
             let r = value::range(&a, &b, cx.opts.max_range_elements)?;
-            cx.mem.charge(approx_size(&r))?;
+            cx.mem.check(approx_size(&r))?;
             r
         }
         CExpr::Call(name, args) => {
@@ -1284,6 +1298,9 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
             context_function(cx, name, vals)?
         }
         CExpr::Subquery(plan) => {
+            // Everything the subquery's nodes and result hold is released when it
+            // returns: its state is dropped and its result is a per-row value.
+            let before = cx.mem.used;
             let mut node = build(plan, row.clone());
             let mut out = Vec::new();
             while let Some(r) = node.next(cx)? {
@@ -1296,6 +1313,7 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
                     out.push(v);
                 }
             }
+            cx.mem.used = before;
             Value::Array(out)
         }
     })

@@ -330,14 +330,20 @@ pub(crate) async fn serve(
             Closing::Draining
         }
     };
-    let conn = ConnectionParts {
+    if closing == Closing::PeerGone {
+        // Nobody will read the answers: stop the connection's running queries now
+        // rather than after they finish or the grace period ends.
+        conn.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let parts = ConnectionParts {
         reader,
         tx,
         writer,
         inflight,
         max_in_flight,
     };
-    finish(conn, &shared, closing).await;
+    finish(parts, &shared, closing).await;
     debug!("connection closed");
 }
 

@@ -197,3 +197,51 @@ async fn bad_bind_values_and_queries_are_answered_in_the_typed_response() {
     );
     assert!(resp.error_message.contains('^'), "{}", resp.error_message);
 }
+
+/// A query whose connection goes away stops: four runaway queries fill the four
+/// query threads, their clients vanish, and a new query is answered promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_of_a_closed_connection_are_cancelled() {
+    let server = TestServer::start().await;
+    let mut hogs = Vec::new();
+    for i in 0..4u64 {
+        let mut c = common::RawConn::login(server.addr).await;
+        let q = wire::QueryRequest {
+            aql_query: "FOR a IN 1..100000 FOR b IN 1..100000 FILTER a == -b RETURN a".into(),
+            ..Default::default()
+        };
+        c.send(OpCode::OpQuery, 10 + i, &q).await;
+        hogs.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(hogs);
+    let client = server.client().await;
+    let answered =
+        tokio::time::timeout(Duration::from_secs(10), query(&client, "RETURN 1", 0)).await;
+    let resp = answered.expect("the query threads were freed by cancelling the abandoned queries");
+    assert!(resp.success, "{}", resp.error_message);
+}
+
+/// Values a query builds and drops per row (an inner range, a subquery result) do
+/// not add up against the memory limit: only what is held at once counts.
+#[tokio::test]
+async fn per_row_temporaries_do_not_accumulate_against_the_memory_limit() {
+    let server = TestServer::start_with(|c| c.query.memory_limit = 8 * 1024 * 1024).await;
+    let client = server.client().await;
+    for aql in [
+        // ~2.4 MB per inner range, 50 times over.
+        "FOR a IN 1..50 FOR b IN 1..100000 FILTER a == -b RETURN a",
+        // ~25 KB per subquery result, 2,000 times over.
+        "FOR a IN 1..2000 LET s = (FOR b IN 1..1000 RETURN b) FILTER LENGTH(s) != 1000 RETURN a",
+    ] {
+        let resp = query(&client, aql, 0).await;
+        assert!(resp.success, "{aql}: {}", resp.error_message);
+    }
+    // What is held at once still counts.
+    let resp = query(&client, "RETURN LENGTH(1..2000000)", 0).await;
+    assert!(
+        resp.error_message.contains("memory limit"),
+        "{}",
+        resp.error_message
+    );
+}
