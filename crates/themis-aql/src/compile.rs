@@ -175,6 +175,8 @@ pub(crate) fn compile(
         db,
         snap,
         next_slot: 0,
+        depth: 0,
+        sub_explain: Vec::new(),
     };
     let mut scope = Scope::default();
     let plan = c.query(query, &mut scope, 0)?;
@@ -212,6 +214,11 @@ struct Compiler<'a> {
     db: &'a str,
     snap: &'a QuerySnapshot,
     next_slot: usize,
+    /// How deeply the (sub)query being compiled is nested, for EXPLAIN's indent.
+    depth: usize,
+    /// EXPLAIN lines of subqueries compiled for the current operation: they follow
+    /// that operation's own line.
+    sub_explain: Vec<String>,
 }
 
 /// A filter conjunct an index can serve: `var.field OP value`.
@@ -343,6 +350,7 @@ impl<'a> Compiler<'a> {
                 }
                 _ => self.simple_op(op, scope, base, &mut steps, &mut explain, &indent)?,
             }
+            explain.append(&mut self.sub_explain);
         }
         scope.vars.truncate(base.min(scope.vars.len()));
         Ok(Plan {
@@ -634,9 +642,11 @@ impl<'a> Compiler<'a> {
                 false,
             ));
         };
+        // An unknown name is an error in the query (ERR_QUERY), like an unknown
+        // function or bind parameter, not a missing document.
         let handle = self.snap.collection(self.db, &name).map_err(|_| {
             QueryError::new(
-                ErrorKind::NotFound,
+                ErrorKind::Semantic,
                 format!(
                     "collection or variable '{name}' not found in database '{}': create the collection, or declare the variable before using it",
                     self.db
@@ -882,9 +892,17 @@ impl<'a> Compiler<'a> {
                     }
                     _ => return Ok(()),
                 };
-                // Values that are themselves non-deterministic or heavy are fine:
-                // they are evaluated once per outer row.
-                let value_c = self.expr(value, scope)?;
+                // The value must be computable before the loop runs: a variable
+                // declared after the FOR (a LET between FOR and FILTER) cannot drive
+                // the index, so such a condition is left to the FILTER alone.
+                // A subquery here is compiled again for the FILTER itself, whose
+                // EXPLAIN line shows it.
+                let saved = std::mem::take(&mut self.sub_explain);
+                let value_c = self.expr(value, &mut scope.clone());
+                self.sub_explain = saved;
+                let Ok(value_c) = value_c else {
+                    return Ok(());
+                };
                 out.push(Condition {
                     field,
                     op,
@@ -944,7 +962,7 @@ impl<'a> Compiler<'a> {
                 };
                 let handle = self.snap.collection(self.db, &coll).map_err(|_| {
                     QueryError::new(
-                        ErrorKind::NotFound,
+                        ErrorKind::Semantic,
                         format!("collection '{coll}' not found"),
                     )
                     .at(e.span)
@@ -1033,7 +1051,13 @@ impl<'a> Compiler<'a> {
             }
             ExprKind::Subquery(q) => {
                 let mut inner = scope.clone();
-                let plan = self.query(q, &mut inner, 1)?;
+                let saved = std::mem::take(&mut self.sub_explain);
+                self.depth += 1;
+                let plan = self.query(q, &mut inner, self.depth);
+                self.depth -= 1;
+                let plan = plan?;
+                self.sub_explain = saved;
+                self.sub_explain.extend(plan.explain.iter().cloned());
                 CExpr::Subquery(Arc::new(plan))
             }
         })

@@ -286,3 +286,43 @@ fn context_functions() {
     );
     assert_eq!(q(&s, "RETURN LENGTH(users)"), vec![json!(20)]);
 }
+
+#[test]
+fn filters_on_variables_declared_after_the_for() {
+    let (_d, s) = store();
+    seed(&s);
+    futures::executor::block_on(
+        s.create_index(
+            "_system",
+            "users",
+            "by_age",
+            vec!["age".into()],
+            false,
+            false,
+        )
+        .wait(),
+    )
+    .unwrap();
+    assert_eq!(
+        q(
+            &s,
+            "FOR u IN users LET x = 25 FILTER u.age == x RETURN u._key"
+        ),
+        vec![json!("u5")]
+    );
+    assert_eq!(
+        q(
+            &s,
+            "FOR u IN users LET k = 'u6' FILTER u._key == k RETURN u.age"
+        ),
+        vec![json!(26)]
+    );
+    // A condition on a variable of an outer loop can use the index per outer row.
+    assert_eq!(
+        q(
+            &s,
+            "FOR a IN [21, 22] FOR u IN users FILTER u.age == a RETURN u._key"
+        ),
+        vec![json!("u1"), json!("u2")]
+    );
+}
