@@ -1,6 +1,6 @@
 //! OP_QUERY, OP_CURSOR_NEXT, OP_CURSOR_CLOSE.
 //!
-//! A read query runs on tokio's blocking pool (it reads storage synchronously) and
+//! A read query runs on the query thread pool (it reads storage synchronously) and
 //! hands back its first batch; if more remain, its [`ReadCursor`] is parked in the
 //! connection's [`Cursors`] and each CURSOR_NEXT pulls the next batch from it, so the
 //! server holds one batch at a time however large the result. A write query runs on
@@ -87,6 +87,14 @@ impl Cursors {
         Ok(id)
     }
 
+    /// Whether another cursor may be opened now. Checked before a write query runs,
+    /// so that one is never refused after its writes committed.
+    fn has_room(&self) -> bool {
+        let mut map = self.lock();
+        Self::expire(&mut map);
+        map.len() < MAX_CURSORS
+    }
+
     fn take(&self, id: &str) -> Option<Arc<Mutex<CursorKind>>> {
         let mut map = self.lock();
         Self::expire(&mut map);
@@ -139,17 +147,28 @@ fn batch_size(requested: i32) -> usize {
 }
 
 /// Encodes up to `n` results, stopping early at half the frame limit so one batch
-/// always fits in a frame.
+/// always fits in a frame. A single result that cannot fit in a frame at all is an
+/// error that says so.
 fn encode_batch(
     values: impl Iterator<Item = Result<Value, QueryError>>,
     n: usize,
-    byte_budget: usize,
+    frame_limit: usize,
 ) -> Result<Vec<Bytes>, QueryError> {
+    let byte_budget = frame_limit / 2;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     for v in values.take(n) {
         let json = serde_json::to_vec(&v?)
             .map_err(|e| QueryError::runtime(format!("cannot encode a result: {e}")))?;
+        if json.len() + 1024 > frame_limit {
+            return Err(QueryError::new(
+                ErrorKind::Limit,
+                format!(
+                    "a result of {} bytes does not fit in one frame (max_frame_bytes {frame_limit}): return fewer or smaller attributes",
+                    json.len()
+                ),
+            ));
+        }
         bytes += json.len() + 8;
         out.push(Bytes::from(json));
         if bytes >= byte_budget {
@@ -159,7 +178,7 @@ fn encode_batch(
     Ok(out)
 }
 
-/// Pulls the next batch from a cursor (blocking: call on the blocking pool).
+/// Pulls the next batch from a cursor (blocking: call on the query pool).
 fn next_batch(
     kind: &mut CursorKind,
     n: usize,
@@ -176,8 +195,11 @@ fn next_batch(
             Ok((batch, more, st))
         }
         CursorKind::Materialised(it, st) => {
+            let started = Instant::now();
             let batch = encode_batch(it.by_ref().map(Ok), n, budget)?;
-            Ok((batch, it.len() > 0, st.clone()))
+            let mut st = st.clone();
+            st.execution_time_us = started.elapsed().as_micros() as u64;
+            Ok((batch, it.len() > 0, st))
         }
     }
 }
@@ -226,7 +248,7 @@ pub(crate) async fn query(
         ..options(shared)
     };
     let n = batch_size(req.batch_size);
-    let budget = (shared.codec.max_frame_bytes() as usize) / 2;
+    let budget = shared.codec.max_frame_bytes() as usize;
 
     if req.explain {
         let explained = shared
@@ -245,6 +267,14 @@ pub(crate) async fn query(
     }
 
     let started = Instant::now();
+    if prepared.is_write() && !cursors.has_room() {
+        return fail(wire::Error::new(
+            ErrorCode::ErrResourceExhausted,
+            format!(
+                "this connection already has {MAX_CURSORS} open cursors: read them to the end or close them (OP_CURSOR_CLOSE) before running this query"
+            ),
+        ));
+    }
     let mut kind = if prepared.is_write() {
         let ran = shared
             .writers
@@ -320,7 +350,7 @@ pub(crate) async fn cursor_next(
         ));
     };
     let n = batch_size(req.batch_size);
-    let budget = (shared.codec.max_frame_bytes() as usize) / 2;
+    let budget = shared.codec.max_frame_bytes() as usize;
     let ran = shared
         .queries
         .run(move || {
