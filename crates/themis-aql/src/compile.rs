@@ -123,6 +123,20 @@ pub(crate) enum ModifyKind {
     Upsert { replace: bool },
 }
 
+impl ModifyKind {
+    /// The operation as written, for EXPLAIN.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ModifyKind::Insert => "INSERT",
+            ModifyKind::Update => "UPDATE",
+            ModifyKind::Replace => "REPLACE",
+            ModifyKind::Remove => "REMOVE",
+            ModifyKind::Upsert { replace: false } => "UPSERT (INSERT or UPDATE)",
+            ModifyKind::Upsert { replace: true } => "UPSERT (INSERT or REPLACE)",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct CModify {
     pub kind: ModifyKind,
@@ -345,7 +359,7 @@ impl<'a> Compiler<'a> {
                 | OpKind::Remove { .. }
                 | OpKind::Upsert { .. } => {
                     let m = self.modify(op, scope)?;
-                    explain.push(format!("{indent}{:?} into {}", m.kind, m.collection));
+                    explain.push(format!("{indent}{} into {}", m.kind.name(), m.collection));
                     steps.push(Step::Modify(Box::new(m)));
                 }
                 _ => self.simple_op(op, scope, base, &mut steps, &mut explain, &indent)?,
@@ -590,7 +604,9 @@ impl<'a> Compiler<'a> {
         scope.vars.retain(|(n, _)| n != "OLD" && n != "NEW");
         let old_slot = self.declare(scope, &old_name)?;
         let third = third.map(|e| self.expr(e, scope)).transpose()?;
+        let options_span = options.as_ref().map(|e| e.span).unwrap_or(op.span);
         let options = options.as_ref().map(|e| self.expr(e, scope)).transpose()?;
+        check_modify_options(options.as_ref(), options_span)?;
         let new_slot = self.declare(scope, &new_name)?;
         Ok(CModify {
             kind,
@@ -757,18 +773,25 @@ impl<'a> Compiler<'a> {
             // i.e. constants that are not null (AQL orders null below everything, so
             // `x < 5` matches null and needs a lower bound too).
             if idx.sparse {
+                // A sparse index lacks every document with any indexed field null
+                // or missing, so it may serve only conditions that exclude null on
+                // every one of its fields: non-null constants (AQL orders null below
+                // everything, so a range needs a non-null lower bound).
                 let non_null = |e: &CExpr| matches!(e, CExpr::Const(v) if !v.is_null());
                 let non_null_array = |e: &CExpr| match e {
                     CExpr::Const(Value::Array(vs)) => vs.iter().all(|v| !v.is_null()),
                     CExpr::Array(items) => items.iter().all(non_null),
                     _ => false,
                 };
-                let excludes_null = eq.iter().all(non_null)
-                    && in_values.as_ref().map(non_null_array).unwrap_or(true)
-                    && (used > 0
-                        || in_values.is_some()
-                        || lower.as_ref().map(|(e, _)| non_null(e)).unwrap_or(false));
-                if !excludes_null {
+                let last_excludes_null = match (&in_values, &lower, &upper) {
+                    (Some(values), _, _) => non_null_array(values),
+                    (None, Some((low, _)), _) => non_null(low),
+                    (None, None, Some(_)) => false,
+                    (None, None, None) => true,
+                };
+                let covered =
+                    used + usize::from(in_values.is_some() || lower.is_some() || upper.is_some());
+                if !(eq.iter().all(non_null) && last_excludes_null && covered == idx.fields.len()) {
                     continue;
                 }
             }
@@ -1000,7 +1023,11 @@ impl<'a> Compiler<'a> {
             ExprKind::Flatten { base, depth } => {
                 CExpr::Flatten(Box::new(self.expr(base, scope)?), *depth)
             }
-            ExprKind::Unary(op, a) => CExpr::Unary(*op, Box::new(self.expr(a, scope)?)),
+            ExprKind::Unary(op, a) => match self.expr(a, scope)? {
+                // `-5` is a constant, so the planner can use it like one.
+                CExpr::Const(v) => CExpr::Const(crate::value::unary(*op, &v)),
+                other => CExpr::Unary(*op, Box::new(other)),
+            },
             ExprKind::Binary(BinaryOp::And, a, b) => CExpr::And(
                 Box::new(self.expr(a, scope)?),
                 Box::new(self.expr(b, scope)?),
@@ -1062,6 +1089,46 @@ impl<'a> Compiler<'a> {
             }
         })
     }
+}
+
+/// The `OPTIONS` of data-modification operations that ThemisDB honours. Others
+/// (`ignoreErrors`, `overwriteMode`, ...) are refused instead of silently ignored,
+/// as are `mergeObjects: false` and `ignoreRevs: false`, which it does not implement.
+pub(crate) const MODIFY_OPTIONS: &[&str] = &[
+    "keepNull",
+    "mergeObjects",
+    "ignoreRevs",
+    "waitForSync",
+    "exclusive",
+];
+
+fn check_modify_options(options: Option<&CExpr>, span: Span) -> Result<(), QueryError> {
+    let Some(CExpr::Object(pairs)) = options else {
+        return Ok(());
+    };
+    for (key, value) in pairs {
+        let CKey::Static(name) = key else {
+            continue;
+        };
+        if !MODIFY_OPTIONS.contains(&name.as_str()) {
+            return Err(QueryError::semantic(
+                format!(
+                    "OPTIONS {{ {name} }} is not supported; the supported options are {}",
+                    MODIFY_OPTIONS.join(", ")
+                ),
+                span,
+            ));
+        }
+        if matches!(name.as_str(), "mergeObjects" | "ignoreRevs")
+            && matches!(value, CExpr::Const(Value::Bool(false)))
+        {
+            return Err(QueryError::semantic(
+                format!("OPTIONS {{ {name}: false }} is not supported; only the default (true) is"),
+                span,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Functions allowed in `COLLECT … AGGREGATE`.

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     NotFound,
     /// A resource limit of the query (memory, time) was exceeded.
     Limit,
+    /// Storage failed underneath the query (I/O, corruption, shutting down): not the
+    /// query's fault (`ERR_INTERNAL`).
+    Internal,
 }
 
 /// An error in or while running a query.

@@ -174,6 +174,11 @@ pub struct ReadCursor {
     done: bool,
     /// A result computed ahead by [`ReadCursor::has_more`].
     peeked: Option<Value>,
+    /// Time spent producing results so far: the time limit counts this, not the time
+    /// the cursor waits for its client.
+    busy: Duration,
+    /// Rows produced, across calls, for the periodic limit checks.
+    ticks: u32,
 }
 
 /// Starts a read-only query.
@@ -212,6 +217,8 @@ pub fn run_read(
         started,
         done: false,
         peeked: None,
+        busy: Duration::ZERO,
+        ticks: 0,
     })
 }
 
@@ -224,7 +231,11 @@ impl ReadCursor {
         if self.done {
             return Ok(None);
         }
-        let deadline = self.opts.max_runtime.map(|d| self.started + d);
+        let call_started = Instant::now();
+        let deadline = self
+            .opts
+            .max_runtime
+            .map(|d| call_started + d.saturating_sub(self.busy));
         let mut cx = Cx {
             snap: &self.snap,
             db: &self.db,
@@ -232,16 +243,30 @@ impl ReadCursor {
             mem: &mut self.mem,
             opts: &self.opts,
             deadline,
-            ticks: 0,
+            ticks: self.ticks,
             write: None,
         };
+        let result = Self::produce(&mut self.root, &self.ret, &mut self.distinct, &mut cx);
+        self.ticks = cx.ticks;
+        self.busy += call_started.elapsed();
+        if matches!(result, Ok(None)) {
+            self.done = true;
+        }
+        result
+    }
+
+    fn produce(
+        root: &mut Box<dyn Node>,
+        ret: &CExpr,
+        distinct: &mut Option<HashSet<String>>,
+        cx: &mut Cx,
+    ) -> Result<Option<Value>, QueryError> {
         loop {
-            let Some(row) = self.root.next(&mut cx)? else {
-                self.done = true;
+            let Some(row) = root.next(cx)? else {
                 break Ok(None);
             };
-            let v = eval(&self.ret, &row, &mut cx)?;
-            if let Some(seen) = &mut self.distinct {
+            let v = eval(ret, &row, cx)?;
+            if let Some(seen) = distinct {
                 let key = value::hash_key(&v);
                 if seen.contains(&key) {
                     continue;
@@ -276,8 +301,12 @@ impl ReadCursor {
         Ok(self.peeked.is_some())
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// What the query did so far; rows computed ahead by [`Self::has_more`] and not
+    /// yet delivered are not counted as returned.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.rows_returned -= u64::from(self.peeked.is_some());
+        s
     }
 }
 
@@ -320,11 +349,15 @@ fn write_once(
     opts: &QueryOptions,
     started: Instant,
 ) -> Result<(Vec<Value>, Stats, Pending<()>), Attempt> {
-    let snap = store
-        .snapshot()
-        .map_err(|e| Attempt::Fail(storage_error(e)))?;
+    // The transaction begins before the snapshot the query reads: a commit landing
+    // between the two changes what the query read after the transaction began, so
+    // writing over it conflicts at commit (and the query reruns) instead of silently
+    // overwriting it.
     let mut tx = store
         .begin_write()
+        .map_err(|e| Attempt::Fail(storage_error(e)))?;
+    let snap = store
+        .snapshot()
         .map_err(|e| Attempt::Fail(storage_error(e)))?;
     let plan = prepared.compile(db, &snap).map_err(Attempt::Fail)?;
     let ret = plan.ret.clone();
@@ -371,7 +404,8 @@ pub(crate) fn storage_error(e: StorageError) -> QueryError {
     let kind = match &e {
         StorageError::NotFound(_) => ErrorKind::NotFound,
         StorageError::Conflict(_) | StorageError::Contended(_) => ErrorKind::Conflict,
-        _ => ErrorKind::Runtime,
+        StorageError::InvalidArgument(_) => ErrorKind::Runtime,
+        StorageError::Internal(_) | StorageError::Unavailable(_) => ErrorKind::Internal,
     };
     QueryError::new(kind, e.message().to_string())
 }
@@ -467,11 +501,16 @@ impl Cx<'_> {
             }
             if let Some(d) = self.deadline {
                 if Instant::now() > d {
+                    let limit = self.opts.max_runtime.unwrap_or_default();
+                    let shown = if limit < Duration::from_secs(1) {
+                        format!("{}ms", limit.as_millis())
+                    } else {
+                        format!("{}s", limit.as_secs_f64())
+                    };
                     return Err(QueryError::new(
                         ErrorKind::Limit,
                         format!(
-                            "query exceeded its time limit of {}s: narrow it with filters, indexes or LIMIT",
-                            self.opts.max_runtime.map(|d| d.as_secs()).unwrap_or(0)
+                            "query exceeded its time limit of {shown}: narrow it with filters, indexes or LIMIT, or raise [query] max_runtime"
                         ),
                     ));
                 }
@@ -1130,19 +1169,16 @@ fn upsert_find(
         let doc = write_tx(cx)?.get(handle, key).map_err(storage_error)?;
         return Ok(doc.filter(|d| matches_all(d, search)));
     }
-    for item in cx.snap.scan(handle) {
+    // Scan through the transaction, not the query's snapshot: an UPSERT sees the
+    // query's own earlier writes (ArangoDB's readOwnWrites, on by default), so an
+    // UPSERT in a loop updates what an earlier iteration inserted. The scanned range
+    // joins the read set the commit checks for conflicts.
+    let docs = write_tx(cx)?.scan(handle);
+    for item in docs {
         cx.stats.documents_scanned += 1;
         let doc = parse_doc(&item.map_err(storage_error)?)?;
-        if !matches_all(&doc, search) {
-            continue;
-        }
-        // Re-read through the transaction: its current version, and a read the
-        // commit checks for conflicts.
-        let key = key_of(&doc, "UPSERT")?;
-        if let Some(current) = write_tx(cx)?.get(handle, &key).map_err(storage_error)? {
-            if matches_all(&current, search) {
-                return Ok(Some(current));
-            }
+        if matches_all(&doc, search) {
+            return Ok(Some(doc));
         }
     }
     Ok(None)

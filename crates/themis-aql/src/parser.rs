@@ -774,7 +774,7 @@ impl<'a> Parser<'a> {
             self.bump();
             if !self.at_punct(Punct::LBrace) {
                 return Err(
-                    self.unexpected("an object after OPTIONS, e.g. OPTIONS { ignoreErrors: true }")
+                    self.unexpected("an object after OPTIONS, e.g. OPTIONS { keepNull: false }")
                 );
             }
             Some(self.parse_object()?)

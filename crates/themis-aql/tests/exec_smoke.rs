@@ -326,3 +326,110 @@ fn filters_on_variables_declared_after_the_for() {
         vec![json!("u1"), json!("u2")]
     );
 }
+
+fn plan_of(s: &DocumentStore, text: &str) -> String {
+    explain(s, "_system", &Prepared::new(text, BTreeMap::new()).unwrap()).unwrap()
+}
+
+#[test]
+fn sparse_compound_index_never_drops_rows() {
+    let (_d, s) = store();
+    q(&s, "FOR d IN [{_key:'a',a:1,b:1},{_key:'b',a:1},{_key:'c',a:1,b:null},{_key:'d',a:2,b:5}] INSERT d INTO sp");
+    futures::executor::block_on(
+        s.create_index(
+            "_system",
+            "sp",
+            "ab",
+            vec!["a".into(), "b".into()],
+            false,
+            true,
+        )
+        .wait(),
+    )
+    .unwrap();
+    // The sparse index lacks b and c (b missing or null): it may not serve these.
+    assert_eq!(
+        q(&s, "FOR d IN sp FILTER d.a == 1 SORT d._key RETURN d._key"),
+        vec![json!("a"), json!("b"), json!("c")]
+    );
+    assert_eq!(
+        q(
+            &s,
+            "FOR d IN sp FILTER d.a == 1 AND d.b < 5 SORT d._key RETURN d._key"
+        ),
+        vec![json!("a"), json!("b"), json!("c")]
+    );
+    assert!(!plan_of(&s, "FOR d IN sp FILTER d.a == 1 RETURN d").contains("'ab'"));
+    // Non-null constants on every field exclude null: the index may serve.
+    assert_eq!(
+        q(&s, "FOR d IN sp FILTER d.a == 1 AND d.b == 1 RETURN d._key"),
+        vec![json!("a")]
+    );
+    assert!(plan_of(&s, "FOR d IN sp FILTER d.a == 1 AND d.b == 1 RETURN d").contains("'ab'"));
+}
+
+#[test]
+fn negative_constants_are_constants_for_the_planner() {
+    let (_d, s) = store();
+    q(&s, "FOR i IN -3..3 INSERT {x: i} INTO neg");
+    futures::executor::block_on(
+        s.create_index("_system", "neg", "by_x", vec!["x".into()], false, true)
+            .wait(),
+    )
+    .unwrap();
+    assert!(plan_of(&s, "FOR d IN neg FILTER d.x == -2 RETURN d").contains("by_x"));
+    assert_eq!(
+        q(&s, "FOR d IN neg FILTER d.x == -2 RETURN d.x"),
+        vec![json!(-2)]
+    );
+}
+
+#[test]
+fn streaming_query_is_stopped_by_the_time_limit() {
+    let (_d, s) = store();
+    let opts = QueryOptions {
+        max_runtime: Some(std::time::Duration::from_millis(200)),
+        ..QueryOptions::default()
+    };
+    let p = Prepared::new(
+        "FOR a IN 1..5000 FOR b IN 1..5000 RETURN a * b",
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let mut c = run_read(&s, "_system", &p, &opts).unwrap();
+    let started = std::time::Instant::now();
+    let err = loop {
+        match c.next_batch(1000) {
+            Ok(batch) if batch.is_empty() => panic!("25M rows finished within the time limit"),
+            Ok(_) => assert!(started.elapsed() < std::time::Duration::from_secs(60)),
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("time limit"), "{err}");
+    assert!(
+        err.to_string().contains("200ms"),
+        "limits under a second are shown exactly: {err}"
+    );
+}
+
+#[test]
+fn rows_returned_counts_delivered_rows_only() {
+    let (_d, s) = store();
+    let p = Prepared::new("FOR i IN 1..10 RETURN i", BTreeMap::new()).unwrap();
+    let mut c = run_read(&s, "_system", &p, &QueryOptions::default()).unwrap();
+    assert_eq!(c.next_batch(4).unwrap().len(), 4);
+    assert!(c.has_more().unwrap());
+    assert_eq!(c.stats().rows_returned, 4);
+}
+
+#[test]
+fn explain_names_modification_operations_plainly() {
+    let (_d, s) = store();
+    seed(&s);
+    let plan = plan_of(
+        &s,
+        "UPSERT {_key: 'z'} INSERT {_key: 'z'} UPDATE {n: 1} IN users",
+    );
+    assert!(plan.contains("UPSERT") && plan.contains("users"), "{plan}");
+    assert!(!plan.contains('{'), "no debug formatting: {plan}");
+}

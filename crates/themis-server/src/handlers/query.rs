@@ -119,6 +119,10 @@ fn query_error(e: QueryError) -> wire::Error {
     let code = match e.kind {
         ErrorKind::Conflict => ErrorCode::ErrConflict,
         ErrorKind::NotFound => ErrorCode::ErrNotFound,
+        ErrorKind::Internal => {
+            tracing::error!(error = %e, "storage failure inside a query");
+            ErrorCode::ErrInternal
+        }
         _ => ErrorCode::ErrQuery,
     };
     let retryable = e.kind == ErrorKind::Conflict && e.message.contains("retry the query");
@@ -189,9 +193,9 @@ fn next_batch(
             let started = Instant::now();
             let c: &mut ReadCursor = c;
             let batch = encode_batch(std::iter::from_fn(|| c.next_value().transpose()), n, budget)?;
-            let mut st = c.stats().clone();
-            st.execution_time_us = started.elapsed().as_micros() as u64;
             let more = c.has_more()?;
+            let mut st = c.stats();
+            st.execution_time_us = started.elapsed().as_micros() as u64;
             Ok((batch, more, st))
         }
         CursorKind::Materialised(it, st) => {
