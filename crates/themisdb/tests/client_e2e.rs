@@ -12,39 +12,13 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{code_of, RawConn, TestServer, ROOT_PASSWORD};
+use common::{code_of, expect_server_error, RawConn, TestServer, ROOT_PASSWORD};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use themis_client::{wire, Client, DeleteOptions, Error, ErrorCode, OpCode, UpdateOptions};
 use themis_proto::features;
 
 // ---- helpers ------------------------------------------------------------------------
-
-/// Asserts that `result` failed with the server error `code` and that its message
-/// contains every fragment in `needles`; returns the message.
-#[track_caller]
-fn expect_server_error<T: std::fmt::Debug>(
-    result: Result<T, Error>,
-    code: ErrorCode,
-    needles: &[&str],
-) -> String {
-    let err = match result {
-        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
-        Err(e) => e,
-    };
-    assert_eq!(err.code(), Some(code), "wrong code: {err}");
-    let message = err
-        .server_message()
-        .unwrap_or_else(|| panic!("not a server error: {err:?}"))
-        .to_owned();
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "message lacks {needle:?}: {message}"
-        );
-    }
-    message
-}
 
 /// The user attributes of a stored document (everything but `_key`, `_id`, `_rev`).
 fn user_attrs(doc: &Value) -> Value {

@@ -7,35 +7,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::TestServer;
+use common::{expect_server_error, TestServer};
 use serde_json::{json, Value};
-use themis_client::{wire, Client, Error, ErrorCode, IndexOptions};
-
-/// Asserts that `result` failed with the server error `code` and that its message
-/// contains every fragment in `needles`; returns the message.
-#[track_caller]
-fn expect_server_error<T: std::fmt::Debug>(
-    result: Result<T, Error>,
-    code: ErrorCode,
-    needles: &[&str],
-) -> String {
-    let err = match result {
-        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
-        Err(e) => e,
-    };
-    assert_eq!(err.code(), Some(code), "wrong code: {err}");
-    let message = err
-        .server_message()
-        .unwrap_or_else(|| panic!("not a server error: {err:?}"))
-        .to_owned();
-    for needle in needles {
-        assert!(
-            message.contains(needle),
-            "message lacks {needle:?}: {message}"
-        );
-    }
-    message
-}
+use themis_client::{wire, Client, ErrorCode, IndexOptions};
 
 async fn index_names(client: &Client, collection: &str) -> Vec<String> {
     client

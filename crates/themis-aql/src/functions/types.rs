@@ -80,36 +80,8 @@ fn is_datestring(args: Vec<Value>) -> Result<Value, QueryError> {
     })
 }
 
-/// Whether `s` is a valid document key: 1 to 254 bytes of letters, digits and
-/// `_ - : . @ ( ) + , = ; $ ! * ' %`.
-pub(super) fn valid_key(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 254
-        && s.bytes().all(|c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    b'_' | b'-'
-                        | b':'
-                        | b'.'
-                        | b'@'
-                        | b'('
-                        | b')'
-                        | b'+'
-                        | b','
-                        | b'='
-                        | b';'
-                        | b'$'
-                        | b'!'
-                        | b'*'
-                        | b'\''
-                        | b'%'
-                )
-        })
-}
-
 fn is_key(args: Vec<Value>) -> Result<Value, QueryError> {
-    ok_bool(matches!(arg(&args, 0), Value::String(s) if valid_key(s)))
+    ok_bool(matches!(arg(&args, 0), Value::String(s) if themis_storage::validate_key(s).is_ok()))
 }
 
 fn typename(args: Vec<Value>) -> Result<Value, QueryError> {

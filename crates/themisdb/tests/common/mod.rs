@@ -316,3 +316,29 @@ impl RawConn {
 pub fn code_of(err: &wire::Error) -> ErrorCode {
     ErrorCode::try_from(err.code).expect("known code")
 }
+
+/// Asserts that `result` failed with the server error `code` and that its message
+/// contains every fragment in `needles`; returns the message.
+#[track_caller]
+pub fn expect_server_error<T: std::fmt::Debug>(
+    result: Result<T, themis_client::Error>,
+    code: ErrorCode,
+    needles: &[&str],
+) -> String {
+    let err = match result {
+        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
+        Err(e) => e,
+    };
+    assert_eq!(err.code(), Some(code), "wrong code: {err}");
+    let message = err
+        .server_message()
+        .unwrap_or_else(|| panic!("not a server error: {err:?}"))
+        .to_owned();
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "message lacks {needle:?}: {message}"
+        );
+    }
+    message
+}
