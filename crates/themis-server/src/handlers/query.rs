@@ -321,9 +321,19 @@ pub(crate) async fn query(
     };
     st.execution_time_us = started.elapsed().as_micros() as u64;
     let cursor_id = if more {
+        let wrote = matches!(kind, CursorKind::Materialised(..));
         match cursors.park(kind) {
             Ok(id) => id,
-            Err(e) => return fail(e),
+            Err(mut e) => {
+                if wrote {
+                    // Another request on this connection took the last slot after the
+                    // check above: the writes stand, only the results are lost.
+                    e.message.push_str(
+                        "; this query's writes WERE committed, but its results beyond the first batch could not be kept",
+                    );
+                }
+                return fail(e);
+            }
         }
     } else {
         String::new()
