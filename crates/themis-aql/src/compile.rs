@@ -267,37 +267,48 @@ impl<'a> Compiler<'a> {
     fn collection_name(&mut self, r: &CollectionRef) -> Result<(String, Span), QueryError> {
         match r {
             CollectionRef::Name(n) => Ok((n.name.clone(), n.span)),
-            CollectionRef::Bind(n) => {
-                let v = self.bind_collection(&n.name, n.span)?;
-                match v {
-                    Value::String(s) => Ok((s, n.span)),
-                    other => Err(QueryError::semantic(
-                        format!(
-                            "bind parameter @@{} must be a collection name (a string), got {}",
-                            n.name,
-                            crate::value::typename(&other)
-                        ),
-                        n.span,
-                    )),
-                }
-            }
+            CollectionRef::Bind(n) => Ok((self.bind_collection(&n.name, n.span)?, n.span)),
         }
     }
 
-    /// A `@@name` collection parameter: given in bind_vars as `"@name"` (ArangoDB's
-    /// convention), or as `"name"`.
-    fn bind_collection(&mut self, name: &str, span: Span) -> Result<Value, QueryError> {
+    /// The collection name a `@@name` parameter gives: in bind_vars as `"@name"`
+    /// (ArangoDB's convention), or as `"name"`; it must be a string.
+    fn bind_collection(&mut self, name: &str, span: Span) -> Result<String, QueryError> {
         let at = format!("@{name}");
-        if self.bind_vars.contains_key(&at) {
-            return self.bind(&at, span);
+        let value = if self.bind_vars.contains_key(&at) {
+            self.bind(&at, span)?
+        } else if self.bind_vars.contains_key(name) {
+            self.bind(name, span)?
+        } else {
+            return Err(QueryError::semantic(
+                format!("collection bind parameter '@{name}' is missing: add \"@{name}\": \"<collection>\" to bind_vars"),
+                span,
+            ));
+        };
+        match value {
+            Value::String(coll) => Ok(coll),
+            other => Err(QueryError::semantic(
+                format!(
+                    "bind parameter @@{name} must be a collection name (a string), got {}",
+                    crate::value::typename(&other)
+                ),
+                span,
+            )),
         }
-        if self.bind_vars.contains_key(name) {
-            return self.bind(name, span);
-        }
-        Err(QueryError::semantic(
-            format!("collection bind parameter '@{name}' is missing: add \"@{name}\": \"<collection>\" to bind_vars"),
-            span,
-        ))
+    }
+
+    /// The collection `name` of the query's database. An unknown name is an error in
+    /// the query (ERR_QUERY), like an unknown function or bind parameter.
+    fn resolve_collection(&self, name: &str, span: Span) -> Result<CollectionHandle, QueryError> {
+        self.snap.collection(self.db, name).map_err(|_| {
+            QueryError::semantic(
+                format!(
+                    "collection or variable '{name}' not found in database '{}': create the collection, or declare the variable before using it",
+                    self.db
+                ),
+                span,
+            )
+        })
     }
 
     fn bind(&mut self, name: &str, span: Span) -> Result<Value, QueryError> {
@@ -634,19 +645,7 @@ impl<'a> Compiler<'a> {
                 Some((name.clone(), source.span))
             }
             ExprKind::BindCollection(name) => {
-                let v = self.bind_collection(name, source.span)?;
-                match v {
-                    Value::String(s) => Some((s, source.span)),
-                    other => {
-                        return Err(QueryError::semantic(
-                            format!(
-                            "bind parameter @@{name} must be a collection name (a string), got {}",
-                            crate::value::typename(&other)
-                        ),
-                            source.span,
-                        ))
-                    }
-                }
+                Some((self.bind_collection(name, source.span)?, source.span))
             }
             _ => None,
         };
@@ -658,18 +657,7 @@ impl<'a> Compiler<'a> {
                 false,
             ));
         };
-        // An unknown name is an error in the query (ERR_QUERY), like an unknown
-        // function or bind parameter, not a missing document.
-        let handle = self.snap.collection(self.db, &name).map_err(|_| {
-            QueryError::new(
-                ErrorKind::Semantic,
-                format!(
-                    "collection or variable '{name}' not found in database '{}': create the collection, or declare the variable before using it",
-                    self.db
-                ),
-            )
-            .at(span)
-        })?;
+        let handle = self.resolve_collection(&name, span)?;
         let indexes = self
             .snap
             .indexes(&handle)
@@ -964,33 +952,12 @@ impl<'a> Compiler<'a> {
             }
             ExprKind::Ident(name) => match scope.lookup(name) {
                 Some(slot) => CExpr::Slot(slot),
-                None => {
-                    let handle = self.snap.collection(self.db, name).map_err(|_| {
-                        QueryError::semantic(
-                            format!("unknown variable or collection '{name}': declare it with LET or FOR, or create the collection"),
-                            e.span,
-                        )
-                    })?;
-                    CExpr::Collection(handle)
-                }
+                None => CExpr::Collection(self.resolve_collection(name, e.span)?),
             },
             ExprKind::BindVar(name) => CExpr::Const(self.bind(name, e.span)?),
             ExprKind::BindCollection(name) => {
-                let v = self.bind_collection(name, e.span)?;
-                let Value::String(coll) = v else {
-                    return Err(QueryError::semantic(
-                        format!("bind parameter @@{name} must be a collection name (a string)"),
-                        e.span,
-                    ));
-                };
-                let handle = self.snap.collection(self.db, &coll).map_err(|_| {
-                    QueryError::new(
-                        ErrorKind::Semantic,
-                        format!("collection '{coll}' not found"),
-                    )
-                    .at(e.span)
-                })?;
-                CExpr::Collection(handle)
+                let coll = self.bind_collection(name, e.span)?;
+                CExpr::Collection(self.resolve_collection(&coll, e.span)?)
             }
             ExprKind::Attribute(base, name) => {
                 CExpr::Attr(Box::new(self.expr(base, scope)?), name.clone())

@@ -32,6 +32,9 @@ pub enum ErrorKind {
     Runtime,
     /// A write collided with existing data (maps to `ERR_CONFLICT`).
     Conflict,
+    /// A write kept losing optimistic races with concurrent writers: the same query
+    /// may succeed when run again (`ERR_CONFLICT`, retryable).
+    Contended,
     /// A document or collection is missing where one is required (`ERR_NOT_FOUND`).
     NotFound,
     /// A resource limit of the query (memory, time) was exceeded.

@@ -329,7 +329,7 @@ pub fn run_write(
         }
     }
     Err(QueryError::new(
-        ErrorKind::Conflict,
+        ErrorKind::Contended,
         format!(
             "the query's writes conflicted with concurrent writes {ATTEMPTS} times ({}): retry the query",
             last.map(|e| e.to_string()).unwrap_or_default()
@@ -403,7 +403,8 @@ fn write_once(
 pub(crate) fn storage_error(e: StorageError) -> QueryError {
     let kind = match &e {
         StorageError::NotFound(_) => ErrorKind::NotFound,
-        StorageError::Conflict(_) | StorageError::Contended(_) => ErrorKind::Conflict,
+        StorageError::Conflict(_) => ErrorKind::Conflict,
+        StorageError::Contended(_) => ErrorKind::Contended,
         StorageError::InvalidArgument(_) => ErrorKind::Runtime,
         StorageError::Internal(_) | StorageError::Unavailable(_) => ErrorKind::Internal,
     };
@@ -585,9 +586,9 @@ impl Node for Start {
 }
 
 enum SourceIter {
-    Docs(DocIter),
-    /// Several index scans (one per `IN` value), read in turn.
-    Chain(VecDeque<DocIter>),
+    /// Storage scans read in turn: one for a full or index scan, one per value of an
+    /// indexed `IN`.
+    Docs(VecDeque<DocIter>),
     Values(std::vec::IntoIter<Value>),
 }
 
@@ -603,6 +604,12 @@ fn parse_doc(bytes: &[u8]) -> Result<Value, QueryError> {
         .map_err(|e| QueryError::runtime(format!("a stored document is not valid JSON: {e}")))
 }
 
+/// A document storage handed the query: counted as scanned, then parsed.
+fn read_doc(cx: &mut Cx, item: themis_storage::Result<bytes::Bytes>) -> Result<Value, QueryError> {
+    cx.stats.documents_scanned += 1;
+    parse_doc(&item.map_err(storage_error)?)
+}
+
 impl ForNode {
     fn open(&self, row: &Row, cx: &mut Cx) -> Result<SourceIter, QueryError> {
         match &self.source {
@@ -614,7 +621,7 @@ impl ForNode {
                 ))),
             },
             Source::Collection { handle, access } => match access {
-                Access::Scan => Ok(SourceIter::Docs(cx.snap.scan(handle))),
+                Access::Scan => Ok(SourceIter::Docs(VecDeque::from([cx.snap.scan(handle)]))),
                 Access::Primary(keys) => {
                     let keys = match eval(keys, row, cx)? {
                         Value::Array(ks) => ks,
@@ -629,8 +636,7 @@ impl ForNode {
                         }
                         cx.stats.index_lookups += 1;
                         if let Some(bytes) = cx.snap.get(handle, &k).map_err(storage_error)? {
-                            cx.stats.documents_scanned += 1;
-                            docs.push(parse_doc(&bytes)?);
+                            docs.push(read_doc(cx, Ok(bytes))?);
                         }
                     }
                     Ok(SourceIter::Values(docs.into_iter()))
@@ -664,7 +670,9 @@ impl ForNode {
                                 lower,
                                 upper,
                             };
-                            Ok(SourceIter::Docs(cx.snap.index_scan(handle, index, range, *reverse)))
+                            Ok(SourceIter::Docs(VecDeque::from([
+                                cx.snap.index_scan(handle, index, range, *reverse),
+                            ])))
                         }
                         Some(values) => {
                             let Value::Array(mut values) = eval(values, row, cx)? else {
@@ -689,7 +697,7 @@ impl ForNode {
                                     *reverse,
                                 ));
                             }
-                            Ok(SourceIter::Chain(scans))
+                            Ok(SourceIter::Docs(scans))
                         }
                     }
                 }
@@ -705,19 +713,12 @@ impl Node for ForNode {
             if let Some((row, iter)) = &mut self.current {
                 let item = match iter {
                     SourceIter::Values(it) => it.next().map(Ok),
-                    SourceIter::Docs(it) => it.next().map(|r| {
-                        cx.stats.documents_scanned += 1;
-                        r.map_err(storage_error).and_then(|b| parse_doc(&b))
-                    }),
-                    SourceIter::Chain(scans) => loop {
+                    SourceIter::Docs(scans) => loop {
                         let Some(front) = scans.front_mut() else {
                             break None;
                         };
                         match front.next() {
-                            Some(r) => {
-                                cx.stats.documents_scanned += 1;
-                                break Some(r.map_err(storage_error).and_then(|b| parse_doc(&b)));
-                            }
+                            Some(r) => break Some(read_doc(cx, r)),
                             None => {
                                 scans.pop_front();
                             }
@@ -1175,8 +1176,7 @@ fn upsert_find(
     // joins the read set the commit checks for conflicts.
     let docs = write_tx(cx)?.scan(handle);
     for item in docs {
-        cx.stats.documents_scanned += 1;
-        let doc = parse_doc(&item.map_err(storage_error)?)?;
+        let doc = read_doc(cx, item)?;
         if matches_all(&doc, search) {
             return Ok(Some(doc));
         }
@@ -1204,8 +1204,7 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
             let before = cx.mem.used;
             let mut docs = Vec::new();
             for item in cx.snap.scan(handle) {
-                cx.stats.documents_scanned += 1;
-                let doc = parse_doc(&item.map_err(storage_error)?)?;
+                let doc = read_doc(cx, item)?;
                 cx.mem.charge(approx_size(&doc))?;
                 docs.push(doc);
             }
@@ -1450,10 +1449,7 @@ fn document(cx: &mut Cx, args: Vec<Value>) -> Result<Value, QueryError> {
         };
         cx.stats.index_lookups += 1;
         match cx.snap.get(&handle, key).map_err(storage_error)? {
-            Some(b) => {
-                cx.stats.documents_scanned += 1;
-                parse_doc(&b)
-            }
+            Some(b) => read_doc(cx, Ok(b)),
             None => Ok(Value::Null),
         }
     };

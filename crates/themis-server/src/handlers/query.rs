@@ -65,17 +65,23 @@ impl Cursors {
         map.retain(|_, e| now.duration_since(e.last_used) < CURSOR_TTL);
     }
 
+    /// Fails when the connection has no free cursor slot (after expiring idle ones).
+    fn room(map: &mut HashMap<String, Entry>) -> Result<(), wire::Error> {
+        Self::expire(map);
+        if map.len() < MAX_CURSORS {
+            return Ok(());
+        }
+        Err(wire::Error::new(
+            ErrorCode::ErrResourceExhausted,
+            format!(
+                "this connection already has {MAX_CURSORS} open cursors: read them to the end or close them (OP_CURSOR_CLOSE) before starting more"
+            ),
+        ))
+    }
+
     fn park(&self, kind: CursorKind) -> Result<String, wire::Error> {
         let mut map = self.lock();
-        Self::expire(&mut map);
-        if map.len() >= MAX_CURSORS {
-            return Err(wire::Error::new(
-                ErrorCode::ErrResourceExhausted,
-                format!(
-                    "this connection already has {MAX_CURSORS} open cursors: read them to the end or close them (OP_CURSOR_CLOSE) before starting more"
-                ),
-            ));
-        }
+        Self::room(&mut map)?;
         let id = new_cursor_id();
         map.insert(
             id.clone(),
@@ -89,10 +95,8 @@ impl Cursors {
 
     /// Whether another cursor may be opened now. Checked before a write query runs,
     /// so that one is never refused after its writes committed.
-    fn has_room(&self) -> bool {
-        let mut map = self.lock();
-        Self::expire(&mut map);
-        map.len() < MAX_CURSORS
+    fn ensure_room(&self) -> Result<(), wire::Error> {
+        Self::room(&mut self.lock())
     }
 
     fn take(&self, id: &str) -> Option<Arc<Mutex<CursorKind>>> {
@@ -117,7 +121,7 @@ fn new_cursor_id() -> String {
 
 fn query_error(e: QueryError) -> wire::Error {
     let code = match e.kind {
-        ErrorKind::Conflict => ErrorCode::ErrConflict,
+        ErrorKind::Conflict | ErrorKind::Contended => ErrorCode::ErrConflict,
         ErrorKind::NotFound => ErrorCode::ErrNotFound,
         ErrorKind::Internal => {
             tracing::error!(error = %e, "storage failure inside a query");
@@ -125,9 +129,8 @@ fn query_error(e: QueryError) -> wire::Error {
         }
         _ => ErrorCode::ErrQuery,
     };
-    let retryable = e.kind == ErrorKind::Conflict && e.message.contains("retry the query");
     let mut err = wire::Error::new(code, e.to_string());
-    err.retryable = retryable;
+    err.retryable = e.kind == ErrorKind::Contended;
     err
 }
 
@@ -271,13 +274,10 @@ pub(crate) async fn query(
     }
 
     let started = Instant::now();
-    if prepared.is_write() && !cursors.has_room() {
-        return fail(wire::Error::new(
-            ErrorCode::ErrResourceExhausted,
-            format!(
-                "this connection already has {MAX_CURSORS} open cursors: read them to the end or close them (OP_CURSOR_CLOSE) before running this query"
-            ),
-        ));
+    if prepared.is_write() {
+        if let Err(e) = cursors.ensure_room() {
+            return fail(e);
+        }
     }
     let mut kind = if prepared.is_write() {
         let ran = shared
