@@ -286,15 +286,18 @@ pub(super) fn parse_date_string(s: &str) -> Option<DateString> {
             i += 1 + n;
             d.second = second;
             if b.get(i) == Some(&b'.') {
-                let (_, n) = digits(b, i + 1, 1, usize::MAX)?;
-                // Milliseconds are the first three fraction digits.
-                let frac = &b[i + 1..i + 1 + n.min(3)];
-                let mut ms = frac.iter().fold(0i64, |a, c| a * 10 + i64::from(c - b'0'));
-                for _ in frac.len()..3 {
+                // Milliseconds are the first three fraction digits; further digits
+                // are accepted and ignored (counted, never accumulated).
+                let (mut ms, m) = digits(b, i + 1, 1, 3)?;
+                for _ in m..3 {
                     ms *= 10;
                 }
+                let rest = b[i + 1 + m..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
                 d.millisecond = ms;
-                i += 1 + n;
+                i += 1 + m + rest;
             }
         }
     }

@@ -1683,3 +1683,14 @@ fn wrong_argument_types_give_null_not_errors() {
         assert_eq!(run(name, args).ok(), Some(Value::Null), "{name}({args})");
     }
 }
+
+/// A fraction of any length is accepted; only its first three digits count (it once
+/// overflowed an integer past 18 digits).
+#[test]
+fn long_date_fractions_do_not_overflow() {
+    check(&[(
+        "DATE_TIMESTAMP",
+        "[\"2014-05-07T14:19:09.52234567890123456789012345Z\"]",
+        "1399472349522",
+    )]);
+}
