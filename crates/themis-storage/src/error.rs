@@ -40,18 +40,6 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// A short, stable name of the variant, for logs and metrics labels.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StorageError::NotFound(_) => "not_found",
-            StorageError::Conflict(_) => "conflict",
-            StorageError::Contended(_) => "contended",
-            StorageError::InvalidArgument(_) => "invalid_argument",
-            StorageError::Unavailable(_) => "unavailable",
-            StorageError::Internal(_) => "internal",
-        }
-    }
-
     /// The human-readable message, without the variant.
     pub fn message(&self) -> &str {
         match self {

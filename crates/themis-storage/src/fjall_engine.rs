@@ -159,14 +159,12 @@ impl KvRead for FjallTx {
 
 impl KvTx for FjallTx {
     fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> Result<(), KvError> {
-        let ks = self.spaces[space.index()].clone();
-        self.tx.insert(&ks, key, value);
+        self.tx.insert(&self.spaces[space.index()], key, value);
         Ok(())
     }
 
     fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), KvError> {
-        let ks = self.spaces[space.index()].clone();
-        self.tx.remove(&ks, key);
+        self.tx.remove(&self.spaces[space.index()], key);
         Ok(())
     }
 

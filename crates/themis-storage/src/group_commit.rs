@@ -151,11 +151,6 @@ impl GroupCommitter {
         })
     }
 
-    /// The configured mode.
-    pub fn mode(&self) -> SyncMode {
-        self.mode
-    }
-
     /// Registers a commit that has just returned; the ticket resolves when it is
     /// durable. Call it only after the commit returned.
     pub fn enqueue(&self) -> DurableTicket {

@@ -33,9 +33,6 @@ pub enum Space {
 }
 
 impl Space {
-    /// Every space, in a fixed order (engines use it to open them all).
-    pub const ALL: [Space; 3] = [Space::Meta, Space::Docs, Space::Index];
-
     /// The engine-level name of the space (a directory name for fjall).
     pub fn name(self) -> &'static str {
         match self {
@@ -45,7 +42,7 @@ impl Space {
         }
     }
 
-    /// Position in [`Space::ALL`].
+    /// Position of the space in an engine's array of open spaces.
     pub fn index(self) -> usize {
         match self {
             Space::Meta => 0,

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::catalog::{coll_docs_prefix, corrupt, read_collection, read_indexes, require_database};
+use crate::catalog::{
+    coll_docs_prefix, corrupt, doc_key, read_collection, read_indexes, require_database,
+};
 use crate::error::{Result, StorageError};
 use crate::index::{scan_bounds, IndexInfo, IndexRange};
 use crate::kv::{KvSnapshot, Space};
@@ -87,9 +89,9 @@ impl QuerySnapshot {
         if validate_key(key).is_err() {
             return Ok(None);
         }
-        let mut k = coll_docs_prefix(c.db_id, c.coll_id);
-        k.extend_from_slice(key.as_bytes());
-        Ok(self.snap.get(Space::Docs, &k)?)
+        Ok(self
+            .snap
+            .get(Space::Docs, &doc_key(c.db_id, c.coll_id, key))?)
     }
 
     /// Every document of `c`, in `_key` order (bytewise).

@@ -99,6 +99,16 @@ pub struct CollectionInfo {
     pub created_at_ms: u64,
 }
 
+impl From<CollectionEntry> for CollectionInfo {
+    fn from(c: CollectionEntry) -> Self {
+        CollectionInfo {
+            name: c.name,
+            id: c.id,
+            created_at_ms: c.created_at_ms,
+        }
+    }
+}
+
 /// Size of a collection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CollectionStats {
@@ -269,11 +279,6 @@ impl DocumentStore {
         self.conflict_retries.load(Ordering::Relaxed)
     }
 
-    /// The configured sync mode.
-    pub fn sync_mode(&self) -> SyncMode {
-        self.committer.mode()
-    }
-
     // ---- databases ---------------------------------------------------------------
 
     /// Names of all databases, sorted, `_system` included.
@@ -324,13 +329,7 @@ impl DocumentStore {
             let d = require_database(&*tx, name)?;
             // Scanning the collection range puts it in the read set: a collection
             // created concurrently in this database makes one of us retry.
-            let mut coll_keys = Vec::new();
-            for item in tx.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
-                coll_keys.push(item?.0);
-            }
-            for k in &coll_keys {
-                tx.delete(Space::Meta, k)?;
-            }
+            delete_prefix(tx, Space::Meta, &coll_prefix(d.id))?;
             delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, None))?;
             tx.delete(Space::Meta, &db_key(name))?;
             tx.put(
@@ -368,11 +367,7 @@ impl DocumentStore {
             }
             new_collection(tx, d.id, name)
         })?;
-        Ok(self.pending(CollectionInfo {
-            name: c.name,
-            id: c.id,
-            created_at_ms: c.created_at_ms,
-        }))
+        Ok(self.pending(c.into()))
     }
 
     /// Drops a collection and its documents.
@@ -586,16 +581,16 @@ impl DocumentStore {
         validate_name("index", name)?;
         if name == PRIMARY_INDEX_NAME {
             return Err(StorageError::InvalidArgument(format!(
-                "invalid index name '{name}': it is reserved for the implicit _key index;                  choose another name"
+                "invalid index name '{name}': it is reserved for the implicit _key index; choose another name"
             )));
         }
         validate_index_fields(&fields)?;
         let info = self.run_tx("creating an index", |tx| {
-            let (d, c) = require_collection(&*tx, db, coll)?;
-            let existing = read_indexes(&*tx, d.id, c.id)?;
+            let c = load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
+            let existing = &c.indexes;
             if existing.iter().any(|i| i.name == name) {
                 return Err(StorageError::Conflict(format!(
-                    "index '{name}' already exists on collection '{coll}': choose another                      name, or drop the existing index first"
+                    "index '{name}' already exists on collection '{coll}': choose another name, or drop the existing index first"
                 )));
             }
             if let Some(same) = existing
@@ -603,7 +598,7 @@ impl DocumentStore {
                 .find(|i| i.fields == fields && i.unique == unique && i.sparse == sparse)
             {
                 return Err(StorageError::Conflict(format!(
-                    "index '{}' on collection '{coll}' already covers the same fields with                      the same options; use it instead of creating '{name}'",
+                    "index '{}' on collection '{coll}' already covers the same fields with the same options; use it instead of creating '{name}'",
                     same.name
                 )));
             }
@@ -615,16 +610,10 @@ impl DocumentStore {
                 sparse,
                 created_at_ms: now_ms(),
             };
-            let handle = CollectionHandle {
-                db: db.to_string(),
-                name: coll.to_string(),
-                db_id: d.id,
-                coll_id: c.id,
-            };
-            fill_index(tx, &handle, &info)?;
+            fill_index(tx, &c.handle, &info)?;
             tx.put(
                 Space::Meta,
-                &index_catalog_key(d.id, c.id, name),
+                &index_catalog_key(c.handle.db_id, c.handle.coll_id, name),
                 encode_json(&info)?,
             )?;
             Ok(info)
@@ -649,7 +638,7 @@ impl DocumentStore {
             let key = index_catalog_key(d.id, c.id, name);
             let raw = tx.get(Space::Meta, &key)?.ok_or_else(|| {
                 StorageError::NotFound(format!(
-                    "index '{name}' not found on collection '{coll}' in database '{db}';                      list_indexes shows the existing ones"
+                    "index '{name}' not found on collection '{coll}' in database '{db}'; list_indexes shows the existing ones"
                 ))
             })?;
             let info: IndexInfo = decode_json("an index catalog record", &raw)?;
@@ -794,7 +783,7 @@ fn fill_index(tx: &mut dyn KvTx, c: &CollectionHandle, info: &IndexInfo) -> Resu
         if info.unique {
             if let Some(other) = seen.get(&entry) {
                 return Err(StorageError::Conflict(format!(
-                    "cannot create unique index '{}' on collection '{}': documents '{other}'                      and '{key}' both have {}; remove or change the duplicates first, or                      create the index without unique",
+                    "cannot create unique index '{}' on collection '{}': documents '{other}' and '{key}' both have {}; remove or change the duplicates first, or create the index without unique",
                     info.name,
                     c.name,
                     describe_values(info, Some(&view))
@@ -841,11 +830,7 @@ pub(crate) fn collections_of<R: KvRead + ?Sized>(r: &R, db: &str) -> Result<Vec<
     for item in r.scan_prefix(Space::Meta, &coll_prefix(d.id)) {
         let (_, v) = item?;
         let c: CollectionEntry = decode_json("a collection catalog record", &v)?;
-        out.push(CollectionInfo {
-            name: c.name,
-            id: c.id,
-            created_at_ms: c.created_at_ms,
-        });
+        out.push(c.into());
     }
     Ok(out)
 }

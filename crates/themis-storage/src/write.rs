@@ -86,21 +86,22 @@ pub(crate) fn insert_doc(
     // A generated key may be taken by one a caller chose (keys that look like
     // timestamps): draw the next tick rather than fail a caller who chose no key. Each
     // draw advances the clock, so this ends.
+    //
+    // The read also makes a concurrent insert of the same key conflict; it sees this
+    // transaction's own earlier writes, so duplicates within a bulk are caught too.
     let mut draws = 0;
-    while p.key.is_none() && tx.get(Space::Docs, &dk)?.is_some() && draws < MAX_KEY_DRAWS {
+    while tx.get(Space::Docs, &dk)?.is_some() {
+        if p.key.is_some() || draws == MAX_KEY_DRAWS {
+            return Err(StorageError::Conflict(format!(
+                "unique constraint violated: document with _key '{key}' already exists in \
+                 collection '{}'; choose another _key or update the existing document",
+                h.name
+            )));
+        }
         draws += 1;
         tick = clock.tick()?;
         key = tick.to_string();
         dk = doc_key(h.db_id, h.coll_id, &key);
-    }
-    // The read also makes a concurrent insert of the same key conflict; it sees this
-    // transaction's own earlier writes, so duplicates within a bulk are caught too.
-    if tx.get(Space::Docs, &dk)?.is_some() {
-        return Err(StorageError::Conflict(format!(
-            "unique constraint violated: document with _key '{key}' already exists in \
-             collection '{}'; choose another _key or update the existing document",
-            h.name
-        )));
     }
     let rev = encode_revision(tick);
     if !c.indexes.is_empty() {
