@@ -1037,7 +1037,7 @@ impl<'a> Compiler<'a> {
                 for a in args {
                     cargs.push(self.expr(a, scope)?);
                 }
-                if functions::EXECUTOR_FUNCTIONS.contains(&name.as_str()) {
+                if functions::is_executor_function(name) {
                     CExpr::Context(name.clone(), cargs)
                 } else {
                     CExpr::Call(name.clone(), cargs)

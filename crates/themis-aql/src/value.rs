@@ -24,6 +24,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::rc::Rc;
 
 use regex::{Regex, RegexBuilder};
 use serde_json::{Number, Value};
@@ -191,11 +192,6 @@ pub fn truthy(v: &Value) -> bool {
         Value::String(s) => !s.is_empty(),
         Value::Array(_) | Value::Object(_) => true,
     }
-}
-
-/// `TO_BOOL` semantics; the same as [`truthy`].
-pub fn to_bool(v: &Value) -> bool {
-    truthy(v)
 }
 
 /// `TO_NUMBER` semantics: null/false → 0, true → 1, numeric strings (surrounding
@@ -640,7 +636,9 @@ enum PatternKind {
 
 #[derive(Default)]
 struct RegexCache {
-    maps: [HashMap<String, Regex>; 4],
+    // Shared, not cloned: cloning a `Regex` gives it a fresh search-cache pool, which
+    // per row would throw away exactly what the cache is for.
+    maps: [HashMap<String, Rc<Regex>>; 4],
 }
 
 thread_local! {
@@ -651,12 +649,12 @@ fn cached(
     kind: PatternKind,
     pattern: &str,
     build: impl FnOnce() -> Result<Regex, regex::Error>,
-) -> Result<Regex, regex::Error> {
+) -> Result<Rc<Regex>, regex::Error> {
     let hit = REGEX_CACHE.with(|c| c.borrow().maps[kind as usize].get(pattern).cloned());
     if let Some(re) = hit {
         return Ok(re);
     }
-    let re = build()?;
+    let re = Rc::new(build()?);
     REGEX_CACHE.with(|c| {
         let mut cache = c.borrow_mut();
         let map = &mut cache.maps[kind as usize];
@@ -672,7 +670,7 @@ fn cached(
 }
 
 /// A compiled regular expression for `=~`, `REGEX_TEST()` and friends, cached.
-pub fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<Regex, regex::Error> {
+pub fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<Rc<Regex>, regex::Error> {
     let kind = if case_insensitive {
         PatternKind::RegexCaseInsensitive
     } else {
@@ -884,7 +882,6 @@ mod tests {
             ("{}", true),
         ] {
             assert_eq!(truthy(&v(text)), expected, "truthy({text})");
-            assert_eq!(to_bool(&v(text)), expected, "to_bool({text})");
             assert_eq!(
                 unary(UnaryOp::Not, &v(text)),
                 Value::Bool(!expected),

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{arg, call, det, nondet, ok_bool, ok_null, take, Def, EXECUTOR_FUNCTIONS, MANY};
+use super::{arg, call, det, is_executor_function, nondet, ok_bool, ok_null, take, Def, MANY};
 use crate::error::{ErrorKind, QueryError};
 use crate::value;
 
@@ -112,7 +112,7 @@ fn dynamic_call(via: &str, name: &Value, args: Vec<Value>) -> Result<Value, Quer
         )));
     };
     let upper = name.to_ascii_uppercase();
-    if upper == "CALL" || upper == "APPLY" || EXECUTOR_FUNCTIONS.contains(&upper.as_str()) {
+    if upper == "CALL" || upper == "APPLY" || is_executor_function(&upper) {
         return Err(QueryError::runtime(format!(
             "{via}() cannot call {upper}(): call it directly"
         )));

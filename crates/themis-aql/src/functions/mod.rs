@@ -13,7 +13,7 @@
 //! - A wrong number of arguments is a semantic error, found at plan time by
 //!   [`check_arity`].
 //! - Functions that need storage or the query's context (`DOCUMENT()`,
-//!   `COLLECTION_COUNT()`, ...) are listed in [`EXECUTOR_FUNCTIONS`]; they exist
+//!   `COLLECTION_COUNT()`, ...) are recognised by [`is_executor_function`]; they exist
 //!   for [`exists`]/[`check_arity`], but [`call`] refuses them.
 //! - Positions in strings count Unicode characters (code points).
 //! - Date functions work in UTC: a timezone argument other than UTC is an error.
@@ -89,16 +89,12 @@ const fn nondet(
     }
 }
 
-/// Functions the executor implements itself because they need storage or the
-/// query's context. [`exists`] and [`check_arity`] know them; [`call`] refuses
-/// them.
-pub const EXECUTOR_FUNCTIONS: &[&str] = &[
-    "COLLECTIONS",
-    "COLLECTION_COUNT",
-    "CURRENT_DATABASE",
-    "CURRENT_USER",
-    "DOCUMENT",
-];
+/// Whether `name` is one of the functions the executor implements itself because
+/// they need storage or the query's context (`EXECUTOR_DEFS`). [`exists`] and
+/// [`check_arity`] know them; [`call`] refuses them.
+pub fn is_executor_function(name: &str) -> bool {
+    EXECUTOR_DEFS.iter().any(|d| d.name == name)
+}
 
 fn executor_only(_: Vec<Value>) -> Result<Value, QueryError> {
     Err(QueryError::runtime(
@@ -189,7 +185,11 @@ fn plural(n: usize) -> &'static str {
 /// Plan-time check of the number of arguments, e.g. `"LENGTH() takes 1 argument,
 /// got 2"`.
 pub fn check_arity(name: &str, n: usize) -> Result<(), String> {
-    let def = lookup(name).ok_or_else(|| unknown_function(name))?;
+    arity(lookup(name).ok_or_else(|| unknown_function(name))?, n)
+}
+
+fn arity(def: &Def, n: usize) -> Result<(), String> {
+    let name = def.name;
     if n >= def.min_args && n <= def.max_args {
         return Ok(());
     }
@@ -218,8 +218,8 @@ pub fn is_deterministic(name: &str) -> bool {
 pub fn call(name: &str, args: Vec<Value>) -> Result<Value, QueryError> {
     let def =
         lookup(name).ok_or_else(|| QueryError::new(ErrorKind::Semantic, unknown_function(name)))?;
-    check_arity(name, args.len()).map_err(|m| QueryError::new(ErrorKind::Semantic, m))?;
-    if EXECUTOR_FUNCTIONS.contains(&name) {
+    arity(def, args.len()).map_err(|m| QueryError::new(ErrorKind::Semantic, m))?;
+    if is_executor_function(name) {
         return Err(QueryError::runtime(format!(
             "{name}() needs the query executor (storage or query context) and cannot be \
              evaluated as a plain function"

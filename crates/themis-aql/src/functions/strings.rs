@@ -444,7 +444,7 @@ fn like(args: Vec<Value>) -> Result<Value, QueryError> {
 
 /// The compiled regular expression of argument 1, or `None` if it is invalid
 /// (the functions then return null, as in ArangoDB).
-fn regex_arg(args: &[Value], ci_index: usize) -> Option<regex::Regex> {
+fn regex_arg(args: &[Value], ci_index: usize) -> Option<std::rc::Rc<regex::Regex>> {
     value::cached_regex(&str_arg(args, 1), flag(args, ci_index, false)).ok()
 }
 

@@ -1453,7 +1453,19 @@ fn arity_and_registry() {
     assert_eq!(err.kind, ErrorKind::Semantic);
     assert_eq!(err.message, "LENGTH() takes 1 argument, got 0");
 
-    for name in EXECUTOR_FUNCTIONS {
+    let executor: Vec<&str> = EXECUTOR_DEFS.iter().map(|d| d.name).collect();
+    assert_eq!(
+        executor,
+        [
+            "COLLECTIONS",
+            "COLLECTION_COUNT",
+            "CURRENT_DATABASE",
+            "CURRENT_USER",
+            "DOCUMENT"
+        ]
+    );
+    for name in executor {
+        assert!(is_executor_function(name), "{name}");
         assert!(exists(name), "{name}");
         assert!(!is_deterministic(name), "{name}");
         let n = registry()[name].min_args;

@@ -30,10 +30,7 @@ fn to_bool(args: Vec<Value>) -> Result<Value, QueryError> {
 }
 
 fn to_number(args: Vec<Value>) -> Result<Value, QueryError> {
-    Ok(match arg(&args, 0) {
-        Value::Number(n) if n.is_i64() || n.is_u64() => Value::Number(n.clone()),
-        v => value::number(value::to_number(v)),
-    })
+    Ok(value::unary(crate::ast::UnaryOp::Plus, arg(&args, 0)))
 }
 
 fn to_string(args: Vec<Value>) -> Result<Value, QueryError> {
