@@ -232,6 +232,18 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    // What every request of this run sends, built once.
+    let qcoll = query_collection(args);
+    let text: Arc<str> = match op {
+        Op::Point => format!("FOR d IN {qcoll} FILTER d.n == @n RETURN d"),
+        Op::Range => format!("FOR d IN {qcoll} FILTER d.n >= @lo AND d.n < @lo + 100 RETURN d"),
+        Op::Collect => {
+            format!("FOR d IN {qcoll} COLLECT g = d.g WITH COUNT INTO c RETURN {{g, c}}")
+        }
+        Op::Ping | Op::Insert | Op::Get => String::new(),
+    }
+    .into();
+    let insert_doc = Arc::new(doc(None));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (ci, client) in clients.iter().enumerate() {
@@ -242,7 +254,8 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
             let errors = errors.clone();
             let get_keys = args.get_keys.max(1);
             let query_docs = args.query_docs.max(1);
-            let qcoll = query_collection(args);
+            let text = text.clone();
+            let insert_doc = insert_doc.clone();
             let mut seed = (ci * 7919 + wi * 104_729 + 1) as u64;
             tasks.push(tokio::spawn(async move {
                 let mut hist =
@@ -267,19 +280,14 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
                     let ok = match op {
                         Op::Ping => client.ping().await.is_ok(),
                         Op::Point => {
-                            let text = format!("FOR d IN {qcoll} FILTER d.n == @n RETURN d");
                             aql(&client, &text, &[("n", json!(seed % query_docs))]).await == Some(1)
                         }
                         Op::Range => {
                             let lo = seed % query_docs.saturating_sub(100).max(1);
-                            let text = format!("FOR d IN {qcoll} FILTER d.n >= @lo AND d.n < @lo + 100 RETURN d");
                             aql(&client, &text, &[("lo", json!(lo))]).await.is_some()
                         }
-                        Op::Collect => {
-                            let text = format!("FOR d IN {qcoll} COLLECT g = d.g WITH COUNT INTO c RETURN {{g, c}}");
-                            aql(&client, &text, &[]).await.is_some()
-                        }
-                        Op::Insert => coll.insert(&doc(None)).await.is_ok(),
+                        Op::Collect => aql(&client, &text, &[]).await.is_some(),
+                        Op::Insert => coll.insert(&*insert_doc).await.is_ok(),
                         Op::Get => {
                             let key = format!("k{}", seed % get_keys);
                             matches!(coll.get::<serde_json::Value>(&key).await, Ok(Some(_)))
