@@ -44,8 +44,8 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
-    /// Connects and handshakes.
-    pub async fn connect(&self) -> Result<Client> {
+    /// The URL's target with `--host` and `--port` applied.
+    pub fn target(&self) -> Result<ConnectTarget> {
         let mut target = ConnectTarget::parse(&self.url)?;
         if let Some(host) = &self.host {
             target.host = host.clone();
@@ -53,6 +53,12 @@ impl ConnectArgs {
         if let Some(port) = self.port {
             target.port = port;
         }
+        Ok(target)
+    }
+
+    /// Connects and handshakes.
+    pub async fn connect(&self) -> Result<Client> {
+        let target = self.target()?;
         let addr = target.addr();
         let options = ClientOptions {
             username: self.user.clone().or(target.username).unwrap_or_default(),

@@ -380,14 +380,9 @@ impl Shell {
 impl ConnectArgs {
     /// `host:port` this shell connects to, for the greeting.
     fn url_host(&self) -> String {
-        match themis_client::ConnectTarget::parse(&self.url) {
-            Ok(t) => format!(
-                "{}:{}",
-                self.host.as_deref().unwrap_or(&t.host),
-                self.port.unwrap_or(t.port)
-            ),
-            Err(_) => self.url.clone(),
-        }
+        self.target()
+            .map(|t| t.addr())
+            .unwrap_or_else(|_| self.url.clone())
     }
 }
 
