@@ -183,6 +183,11 @@ pub(crate) fn merge_into(
 }
 
 /// The `_rev` of a stored document.
+/// The `_rev` of a parsed stored document ("" if it has none).
+pub(crate) fn rev_of(attrs: &Map<String, Value>) -> &str {
+    attrs.get("_rev").and_then(Value::as_str).unwrap_or("")
+}
+
 pub(crate) fn stored_rev(stored: &[u8]) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     struct RevOnly {

@@ -151,6 +151,14 @@ impl GroupCommitter {
         })
     }
 
+    /// Wraps the result of a write whose commit has just returned.
+    pub(crate) fn pending<T>(&self, value: T) -> Pending<T> {
+        Pending {
+            value,
+            ticket: self.enqueue(),
+        }
+    }
+
     /// Registers a commit that has just returned; the ticket resolves when it is
     /// durable. Call it only after the commit returned.
     pub fn enqueue(&self) -> DurableTicket {

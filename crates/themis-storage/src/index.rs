@@ -384,13 +384,7 @@ pub(crate) fn update_entries(
 
 /// A JSON value for an error message, cut to 100 characters.
 pub(crate) fn shown_value(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() <= 100 {
-        s
-    } else {
-        let head: String = s.chars().take(100).collect();
-        format!("{head}...")
-    }
+    crate::names::shown(&v.to_string(), 100)
 }
 
 /// `email = "a@b", age = 3` for the fields of `index` in `doc`.

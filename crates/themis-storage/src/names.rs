@@ -22,11 +22,12 @@ const KEY_RULE: &str =
     "a document key (_key) is 1-254 bytes of letters, digits and _ - : . @ ( ) + , = ; $ ! * ' %";
 
 /// Shows at most 64 characters of untrusted input in an error message.
-fn shown(s: &str) -> String {
-    if s.chars().count() <= 64 {
+/// `s` for an error message, cut to `limit` characters.
+pub(crate) fn shown(s: &str, limit: usize) -> String {
+    if s.chars().count() <= limit {
         s.to_string()
     } else {
-        let head: String = s.chars().take(64).collect();
+        let head: String = s.chars().take(limit).collect();
         format!("{head}...")
     }
 }
@@ -42,7 +43,7 @@ pub fn validate_name(kind: &str, name: &str) -> Result<()> {
         return Err(StorageError::InvalidArgument(format!(
             "invalid {kind} name '{}': names starting with '_' are reserved for the system; \
              choose a name that starts with a letter",
-            shown(name)
+            shown(name, 64)
         )));
     }
     check_name_shape(kind, name, false)
@@ -68,7 +69,7 @@ fn check_name_shape(kind: &str, name: &str, allow_system: bool) -> Result<()> {
     if !first_ok || !rest.iter().all(|&b| is_name_char(b)) || bytes.len() > MAX_NAME_LEN {
         return Err(StorageError::InvalidArgument(format!(
             "invalid {kind} name '{}': {NAME_RULE}",
-            shown(name)
+            shown(name, 64)
         )));
     }
     Ok(())
@@ -106,7 +107,7 @@ pub fn validate_key(key: &str) -> Result<()> {
     if key.len() > MAX_KEY_LEN {
         return Err(StorageError::InvalidArgument(format!(
             "invalid document key '{}': it is {} bytes long; {KEY_RULE}",
-            shown(key),
+            shown(key, 64),
             key.len()
         )));
     }
@@ -116,7 +117,7 @@ pub fn validate_key(key: &str) -> Result<()> {
     {
         return Err(StorageError::InvalidArgument(format!(
             "invalid document key '{}': character {bad:?} is not allowed; {KEY_RULE}",
-            shown(key)
+            shown(key, 64)
         )));
     }
     Ok(())

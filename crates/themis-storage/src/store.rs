@@ -42,7 +42,7 @@ use crate::catalog::{
     read_indexes, require_collection, require_database, tagged, CollectionEntry, DatabaseEntry,
     DB_TAG, INDEX_PURGE_TAG, PURGE_TAG, SYSTEM_DATABASE,
 };
-use crate::document::{parse_object, prepare_insert};
+use crate::document::{parse_object, prepare_insert, rev_of};
 use crate::error::{KvError, Result, StorageError};
 use crate::fjall_engine::FjallEngine;
 use crate::group_commit::{GroupCommitter, Pending, SyncMode, SyncStats};
@@ -257,10 +257,7 @@ impl DocumentStore {
     /// Wraps the result of a write that has just committed: it becomes durable (as the
     /// configured [`SyncMode`] defines it) with the next group sync.
     pub(crate) fn pending<T>(&self, value: T) -> Pending<T> {
-        Pending {
-            value,
-            ticket: self.committer.enqueue(),
-        }
+        self.committer.pending(value)
     }
 
     /// Syncs everything committed so far to disk, whatever the [`SyncMode`]. Used at
@@ -766,11 +763,7 @@ fn fill_index(tx: &mut dyn KvTx, c: &CollectionHandle, info: &IndexInfo) -> Resu
             .map_err(|e| corrupt("a document key", e))?
             .to_string();
         let attrs = parse_object(&raw).map_err(|m| corrupt("a stored document", m))?;
-        let rev = attrs
-            .get("_rev")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let rev = rev_of(&attrs).to_string();
         let view = DocView {
             coll: &c.name,
             key: &key,

@@ -21,8 +21,8 @@ use crate::catalog::{
     coll_docs_prefix, corrupt, doc_key, read_collection, read_indexes, require_database,
 };
 use crate::document::{
-    check_input, compose, parse_object, serialize_map, stored_rev, updated_attrs, PreparedDoc,
-    SYSTEM_ATTRS,
+    check_input, compose, parse_object, rev_of, serialize_map, stored_rev, updated_attrs,
+    PreparedDoc, SYSTEM_ATTRS,
 };
 use crate::error::{KvError, Result, StorageError};
 use crate::group_commit::{GroupCommitter, Pending};
@@ -162,11 +162,7 @@ pub(crate) fn update_doc(
         .get(Space::Docs, &dk)?
         .ok_or_else(|| document_not_found(h, key))?;
     let current = parse_attrs(&stored)?;
-    let old_rev = current
-        .get("_rev")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let old_rev = rev_of(&current).to_string();
     if let Some(expected) = if_revision {
         if old_rev != expected {
             return Err(revision_mismatch(&h.name, key, expected, &old_rev));
@@ -224,11 +220,7 @@ pub(crate) fn remove_doc(
     }
     if !c.indexes.is_empty() {
         let attrs = parse_attrs(&stored)?;
-        let rev = attrs
-            .get("_rev")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let rev = rev_of(&attrs).to_string();
         let view = DocView {
             coll: &h.name,
             key,
@@ -520,10 +512,7 @@ impl WriteTx {
             ));
         }
         match self.tx.commit() {
-            Ok(()) => Ok(Pending {
-                value: (),
-                ticket: self.committer.enqueue(),
-            }),
+            Ok(()) => Ok(self.committer.pending(())),
             Err(KvError::Conflict) => Err(StorageError::Contended(
                 "the query's writes conflicted with a concurrent transaction that changed \
                  data the query read; nothing was written: run the query again"
