@@ -39,6 +39,9 @@ pub enum ErrorKind {
     NotFound,
     /// A resource limit of the query (memory, time) was exceeded.
     Limit,
+    /// The query's transaction cannot run it: read-only, aborted or finished
+    /// (`ERR_TRANSACTION`).
+    Transaction,
     /// Storage failed underneath the query (I/O, corruption, shutting down): not the
     /// query's fault (`ERR_INTERNAL`).
     Internal,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use themis_storage::{
     CollectionHandle, DocIter, DocumentStore, IndexRange, Pending, QuerySnapshot, StorageError,
-    UpdateMode, WriteTx,
+    Transaction, UpdateMode, WriteTx,
 };
 
 use crate::ast;
@@ -181,9 +181,21 @@ pub struct ReadCursor {
     ticks: u32,
 }
 
-/// Starts a read-only query.
+/// Starts a read-only query on a fresh snapshot.
 pub fn run_read(
     store: &DocumentStore,
+    db: &str,
+    prepared: &Prepared,
+    opts: &QueryOptions,
+) -> Result<ReadCursor, QueryError> {
+    let snap = store.snapshot().map_err(storage_error)?;
+    run_read_in(snap, db, prepared, opts)
+}
+
+/// Starts a read-only query on `snap` (a transaction's view, say:
+/// [`Transaction::view`]).
+pub fn run_read_in(
+    snap: QuerySnapshot,
     db: &str,
     prepared: &Prepared,
     opts: &QueryOptions,
@@ -195,7 +207,6 @@ pub fn run_read(
         ));
     }
     let started = Instant::now();
-    let snap = store.snapshot().map_err(storage_error)?;
     let plan = prepared.compile(db, &snap)?;
     let Some((ret, distinct)) = plan.ret.clone() else {
         return Err(QueryError::new(
@@ -359,37 +370,8 @@ fn write_once(
     let snap = store
         .snapshot()
         .map_err(|e| Attempt::Fail(storage_error(e)))?;
-    let plan = prepared.compile(db, &snap).map_err(Attempt::Fail)?;
-    let ret = plan.ret.clone();
-    let seed = vec![Value::Null; plan.slots];
-    let mut root = build(&Arc::new(plan), seed);
-    let mut stats = Stats::default();
-    let mut mem = Mem::new(opts.memory_limit_bytes);
-    let mut results = Vec::new();
-    let mut seen = HashSet::new();
-    {
-        let mut cx = Cx {
-            snap: &snap,
-            db,
-            stats: &mut stats,
-            mem: &mut mem,
-            opts,
-            deadline: opts.max_runtime.map(|d| started + d),
-            ticks: 0,
-            write: Some(&mut tx),
-        };
-        while let Some(row) = root.next(&mut cx).map_err(Attempt::Fail)? {
-            if let Some((ret, distinct)) = &ret {
-                let v = eval(ret, &row, &mut cx).map_err(Attempt::Fail)?;
-                if *distinct && !seen.insert(value::hash_key(&v)) {
-                    continue;
-                }
-                cx.mem.charge(approx_size(&v)).map_err(Attempt::Fail)?;
-                cx.stats.rows_returned += 1;
-                results.push(v);
-            }
-        }
-    }
+    let (results, mut stats) =
+        execute_write(&snap, &mut tx, db, prepared, opts, started).map_err(Attempt::Fail)?;
     match tx.commit() {
         Ok(pending) => {
             stats.execution_time_us = started.elapsed().as_micros() as u64;
@@ -400,6 +382,70 @@ fn write_once(
     }
 }
 
+/// Runs a data-modification query as one statement of the interactive transaction
+/// `tx`: it reads the transaction's view and writes into the transaction (nothing is
+/// committed; a failure after a write aborts the transaction). Returns all results.
+pub fn run_write_in(
+    tx: &mut Transaction,
+    prepared: &Prepared,
+    opts: &QueryOptions,
+) -> Result<(Vec<Value>, Stats), QueryError> {
+    let started = Instant::now();
+    let snap = tx.view().map_err(storage_error)?;
+    let db = tx.database().to_string();
+    let (results, mut stats) =
+        tx.statement(|w| execute_write(&snap, w, &db, prepared, opts, started))?;
+    stats.execution_time_us = started.elapsed().as_micros() as u64;
+    Ok((results, stats))
+}
+
+/// Runs a data-modification query to its end: reads from `snap`, writes into `tx`.
+fn execute_write(
+    snap: &QuerySnapshot,
+    tx: &mut WriteTx,
+    db: &str,
+    prepared: &Prepared,
+    opts: &QueryOptions,
+    started: Instant,
+) -> Result<(Vec<Value>, Stats), QueryError> {
+    let plan = prepared.compile(db, snap)?;
+    let ret = plan.ret.clone();
+    let seed = vec![Value::Null; plan.slots];
+    let mut root = build(&Arc::new(plan), seed);
+    let mut stats = Stats::default();
+    let mut mem = Mem::new(opts.memory_limit_bytes);
+    let mut results = Vec::new();
+    let mut seen = HashSet::new();
+    let mut cx = Cx {
+        snap,
+        db,
+        stats: &mut stats,
+        mem: &mut mem,
+        opts,
+        deadline: opts.max_runtime.map(|d| started + d),
+        ticks: 0,
+        write: Some(tx),
+    };
+    while let Some(row) = root.next(&mut cx)? {
+        if let Some((ret, distinct)) = &ret {
+            let v = eval(ret, &row, &mut cx)?;
+            if *distinct && !seen.insert(value::hash_key(&v)) {
+                continue;
+            }
+            cx.mem.charge(approx_size(&v))?;
+            cx.stats.rows_returned += 1;
+            results.push(v);
+        }
+    }
+    Ok((results, stats))
+}
+
+impl From<StorageError> for QueryError {
+    fn from(e: StorageError) -> Self {
+        storage_error(e)
+    }
+}
+
 pub(crate) fn storage_error(e: StorageError) -> QueryError {
     let kind = match &e {
         StorageError::NotFound(_) => ErrorKind::NotFound,
@@ -407,6 +453,7 @@ pub(crate) fn storage_error(e: StorageError) -> QueryError {
         StorageError::Contended(_) => ErrorKind::Contended,
         StorageError::InvalidArgument(_) => ErrorKind::Runtime,
         StorageError::Internal(_) | StorageError::Unavailable(_) => ErrorKind::Internal,
+        StorageError::Transaction(_) => ErrorKind::Transaction,
     };
     QueryError::new(kind, e.message().to_string())
 }

@@ -12,6 +12,7 @@
 //!   never-reused sequence
 //! * `P` + prefix → purge marker: documents (`Docs`) and index entries (`Index`) under
 //!   that prefix belong to a dropped database or collection and are still being deleted
+//!   (for a database, its change log in `Changes` too)
 //! * `Q` + prefix → purge marker of a dropped index: `Index` entries under that prefix
 //!   are still being deleted
 //!

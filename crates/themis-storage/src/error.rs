@@ -3,7 +3,8 @@
 //! [`StorageError`] is what callers see. Its first four variants map one-to-one onto
 //! wire error codes (`NotFound` → ERR_NOT_FOUND, `Conflict` → ERR_CONFLICT,
 //! `InvalidArgument` → ERR_INVALID_ARGUMENT, `Internal` → ERR_INTERNAL), and
-//! `Unavailable` → ERR_UNAVAILABLE, `Contended` → ERR_CONFLICT marked retryable. Every message says what was wrong and what to do
+//! `Unavailable` → ERR_UNAVAILABLE, `Contended` → ERR_CONFLICT marked retryable,
+//! `Transaction` → ERR_TRANSACTION. Every message says what was wrong and what to do
 //! next, because the server passes it to the client unchanged.
 //!
 //! [`KvError`] is the narrower error of the key-value engine layer: its `Conflict` is
@@ -37,6 +38,10 @@ pub enum StorageError {
     /// I/O failure or corrupt stored data; not the caller's fault.
     #[error("{0}")]
     Internal(String),
+    /// The transaction cannot do this: it is read-only, aborted by an earlier failed
+    /// statement, or already finished.
+    #[error("{0}")]
+    Transaction(String),
 }
 
 impl StorageError {
@@ -48,7 +53,8 @@ impl StorageError {
             | StorageError::Contended(m)
             | StorageError::InvalidArgument(m)
             | StorageError::Unavailable(m)
-            | StorageError::Internal(m) => m,
+            | StorageError::Internal(m)
+            | StorageError::Transaction(m) => m,
         }
     }
 }

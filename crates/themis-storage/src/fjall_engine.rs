@@ -32,7 +32,7 @@ fn engine_err(e: fjall::Error) -> KvError {
 /// The fjall-backed engine. Cheap to share: clones of fjall handles are `Arc`s.
 pub struct FjallEngine {
     db: OptimisticTxDatabase,
-    spaces: Arc<[Keyspace; 3]>,
+    spaces: Arc<[Keyspace; 4]>,
     commit_durability: Option<PersistMode>,
 }
 
@@ -59,7 +59,12 @@ impl FjallEngine {
                 .map_err(engine_err)?;
             Ok(ks.inner().clone())
         };
-        let spaces = Arc::new([open(Space::Meta)?, open(Space::Docs)?, open(Space::Index)?]);
+        let spaces = Arc::new([
+            open(Space::Meta)?,
+            open(Space::Docs)?,
+            open(Space::Index)?,
+            open(Space::Changes)?,
+        ]);
         Ok(FjallEngine {
             db,
             spaces,
@@ -119,7 +124,7 @@ impl KvEngine for FjallEngine {
 
 struct FjallTx {
     tx: OptimisticWriteTx,
-    spaces: Arc<[Keyspace; 3]>,
+    spaces: Arc<[Keyspace; 4]>,
 }
 
 impl FjallTx {
@@ -179,7 +184,7 @@ impl KvTx for FjallTx {
 
 struct FjallSnapshot {
     snap: Snapshot,
-    spaces: Arc<[Keyspace; 3]>,
+    spaces: Arc<[Keyspace; 4]>,
 }
 
 impl KvRead for FjallSnapshot {

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use futures::channel::oneshot;
 use serde::Serialize;
 
+use crate::changes::ChangeFeed;
 use crate::error::{Result, StorageError};
 use crate::kv::KvEngine;
 
@@ -130,14 +131,19 @@ fn stopped() -> StorageError {
 }
 
 impl GroupCommitter {
-    /// Starts the sync thread.
-    pub fn start(engine: Arc<dyn KvEngine>, mode: SyncMode) -> Result<GroupCommitter> {
+    /// Starts the sync thread. After each successful sync it publishes the change
+    /// records the sync covered to `feed`'s subscribers.
+    pub(crate) fn start(
+        engine: Arc<dyn KvEngine>,
+        mode: SyncMode,
+        feed: Arc<ChangeFeed>,
+    ) -> Result<GroupCommitter> {
         let (queue, rx) = mpsc::channel::<Waiter>();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         let thread = std::thread::Builder::new()
             .name("themis-group-commit".to_string())
-            .spawn(move || run(engine, rx, thread_counters))
+            .spawn(move || run(engine, rx, thread_counters, feed))
             .map_err(|e| {
                 StorageError::Internal(format!(
                     "cannot start the group-commit thread: {e}; check the process thread limit"
@@ -214,11 +220,18 @@ impl Drop for GroupCommitter {
     }
 }
 
-fn run(engine: Arc<dyn KvEngine>, rx: mpsc::Receiver<Waiter>, counters: Arc<Counters>) {
+fn run(
+    engine: Arc<dyn KvEngine>,
+    rx: mpsc::Receiver<Waiter>,
+    counters: Arc<Counters>,
+    feed: Arc<ChangeFeed>,
+) {
     let mut batch: Vec<Waiter> = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
         batch.extend(rx.try_iter());
+        // Every change counted now has committed, so the sync below covers it.
+        let mark = feed.sync_mark();
         let outcome = engine.persist().map_err(|e| {
             tracing::error!(error = %e, "fsync failed; writes waiting for it are not acknowledged");
             StorageError::Unavailable(format!(
@@ -227,6 +240,9 @@ fn run(engine: Arc<dyn KvEngine>, rx: mpsc::Receiver<Waiter>, counters: Arc<Coun
             ))
         });
         counters.syncs.fetch_add(1, Ordering::Relaxed);
+        if outcome.is_ok() {
+            feed.publish_synced(mark);
+        }
         for w in batch.drain(..) {
             if w.is_commit && outcome.is_ok() {
                 counters.commits.fetch_add(1, Ordering::Relaxed);

@@ -30,6 +30,8 @@ pub enum Space {
     /// Secondary index entries, keyed by `db_id | collection_id | index_id | encoded
     /// values [| _key]` (see `index.rs`).
     Index,
+    /// The change log, keyed by `db_id | sequence` (see `changes.rs`).
+    Changes,
 }
 
 impl Space {
@@ -39,6 +41,7 @@ impl Space {
             Space::Meta => "meta",
             Space::Docs => "docs",
             Space::Index => "index",
+            Space::Changes => "changes",
         }
     }
 
@@ -48,6 +51,7 @@ impl Space {
             Space::Meta => 0,
             Space::Docs => 1,
             Space::Index => 2,
+            Space::Changes => 3,
         }
     }
 }

@@ -16,12 +16,20 @@
 //!   write maintains them in its own transaction (`write.rs`).
 //! * For queries: [`QuerySnapshot`] (one consistent view; streaming collection and
 //!   index scans) and [`WriteTx`] (all writes of a query in one transaction).
+//! * [`Transaction`]: interactive transactions over many requests, with SNAPSHOT,
+//!   SERIALIZABLE and READ_COMMITTED isolation (`transaction.rs`; own writes read
+//!   through an overlay, `overlay.rs`).
+//! * [`ChangeFeed`]: the change log — every committed document write numbered per
+//!   database in commit order, in its own key space, retained by age and size — and
+//!   the live feed that hands durable changes to subscribers (`changes.rs`).
 //!
 //! Invariants: storage never sees a socket; every write request is one transaction;
-//! nothing is acknowledged before it is durable (unless [`SyncMode::Never`] was chosen);
+//! nothing is acknowledged before it is durable (unless [`SyncMode::Never`] was chosen),
+//! and no subscriber sees a change before it is durable;
 //! every error a user can see is a [`StorageError`] whose message says what to do.
 
 mod catalog;
+mod changes;
 mod document;
 mod error;
 mod fjall_engine;
@@ -31,13 +39,16 @@ mod index;
 mod index_consistency_tests;
 pub mod kv;
 mod names;
+mod overlay;
 mod query;
 mod revision;
 mod store;
+mod transaction;
 mod users;
 mod write;
 
 pub use catalog::SYSTEM_DATABASE;
+pub use changes::{ChangeFeed, ChangeKind, ChangeRecord, FeedItem, FeedSubscription, Retention};
 pub use document::UpdateMode;
 pub use error::{KvError, Result, StorageError};
 pub use fjall_engine::FjallEngine;
@@ -54,6 +65,7 @@ pub use store::{
     CollectionInfo, CollectionStats, DeleteOutcome, DocMeta, DocumentStore, StoreOptions,
     DEFAULT_CACHE_SIZE_BYTES, MAX_TX_ATTEMPTS,
 };
+pub use transaction::{Isolation, Transaction};
 pub use users::{UserRecord, MAX_USER_NAME_LEN};
 pub use write::{KeyIter, WriteTx};
 
@@ -75,6 +87,8 @@ mod send_sync {
     #[test]
     fn query_handles_are_send() {
         assert_send::<WriteTx>();
+        assert_send::<Transaction>();
+        assert_send::<FeedSubscription>();
         assert_send::<DocIter>();
         assert_send::<KeyIter>();
     }

@@ -57,6 +57,11 @@ impl QuerySnapshot {
         }
     }
 
+    /// A view over any reader: a transaction's statement view, say.
+    pub(crate) fn shared(snap: Arc<dyn KvSnapshot>) -> QuerySnapshot {
+        QuerySnapshot { snap }
+    }
+
     /// Resolves `db`/`name`; `NotFound` when either does not exist in this snapshot.
     pub fn collection(&self, db: &str, name: &str) -> Result<CollectionHandle> {
         validate_lookup_name("database", db)?;

@@ -26,7 +26,6 @@
 //! drop deletes the dropped documents before the drop call returns (in transactions
 //! of 1000 deletes, no fsync). Moving purges to a background thread is a later step.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,19 +41,22 @@ use crate::catalog::{
     read_indexes, require_collection, require_database, tagged, CollectionEntry, DatabaseEntry,
     DB_TAG, INDEX_PURGE_TAG, PURGE_TAG, SYSTEM_DATABASE,
 };
+use crate::changes::{ChangeFeed, ChangeKind, ChangeRecord};
 use crate::document::{parse_object, prepare_insert, rev_of};
 use crate::error::{KvError, Result, StorageError};
 use crate::fjall_engine::FjallEngine;
 use crate::group_commit::{GroupCommitter, Pending, SyncMode, SyncStats};
 use crate::index::{
-    describe_values, entry_key, validate_index_fields, DocView, IndexInfo, IndexedCollection,
-    PRIMARY_INDEX_NAME,
+    describe_values, entry_key, validate_index_fields, DocView, IndexInfo, PRIMARY_INDEX_NAME,
 };
 use crate::kv::{KvEngine, KvRead, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
 use crate::query::{CollectionHandle, QuerySnapshot};
 use crate::revision::RevisionClock;
-use crate::write::{insert_doc, load_collection, remove_doc, update_doc, WriteTx};
+use crate::transaction::{Isolation, Transaction};
+use crate::write::{
+    delete_keys, in_batch, insert_batch, load_collection, resolve_collection, update_doc, WriteTx,
+};
 use crate::UpdateMode;
 
 /// How many times a write transaction is attempted before giving up on conflicts.
@@ -143,6 +145,7 @@ pub struct DocumentStore {
     pub(crate) engine: Arc<dyn KvEngine>,
     clock: Arc<RevisionClock>,
     committer: Arc<GroupCommitter>,
+    feed: Arc<ChangeFeed>,
     conflict_retries: AtomicU64,
 }
 
@@ -159,14 +162,6 @@ fn backoff(attempt: u32) {
         .unwrap_or(0);
     let micros = (10u64 << attempt.min(8)) + jitter;
     std::thread::sleep(Duration::from_micros(micros));
-}
-
-fn in_batch(count: usize, index: usize, msg: String) -> String {
-    if count > 1 {
-        format!("document at position {index} of the batch (counting from 0): {msg}")
-    } else {
-        msg
-    }
 }
 
 impl DocumentStore {
@@ -199,11 +194,13 @@ impl DocumentStore {
     /// Builds the store on any [`KvEngine`].
     pub fn with_engine(engine: Arc<dyn KvEngine>, sync: SyncMode) -> Result<DocumentStore> {
         let clock = Arc::new(RevisionClock::load(engine.clone())?);
-        let committer = Arc::new(GroupCommitter::start(engine.clone(), sync)?);
+        let feed = Arc::new(ChangeFeed::open(engine.clone(), sync == SyncMode::Never)?);
+        let committer = Arc::new(GroupCommitter::start(engine.clone(), sync, feed.clone())?);
         let store = DocumentStore {
             engine,
             clock,
             committer,
+            feed,
             conflict_retries: AtomicU64::new(0),
         };
         let created = store.run_tx("creating the _system database", |tx| {
@@ -232,11 +229,22 @@ impl DocumentStore {
         what: &str,
         mut body: impl FnMut(&mut dyn KvTx) -> Result<T>,
     ) -> Result<T> {
+        self.run_doc_tx(what, |tx, _| body(tx))
+    }
+
+    /// [`Self::run_tx`] for transactions that change documents: `body` records its
+    /// changes, which the change log numbers at commit.
+    pub(crate) fn run_doc_tx<T>(
+        &self,
+        what: &str,
+        mut body: impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<T>,
+    ) -> Result<T> {
         let mut attempt = 0;
         loop {
             let mut tx = self.engine.begin()?;
-            let out = body(tx.as_mut())?;
-            match tx.commit() {
+            let mut changes = Vec::new();
+            let out = body(tx.as_mut(), &mut changes)?;
+            match self.feed.commit(tx, changes) {
                 Ok(()) => return Ok(out),
                 Err(KvError::Conflict) if attempt + 1 < MAX_TX_ATTEMPTS => {
                     attempt += 1;
@@ -336,6 +344,7 @@ impl DocumentStore {
             )?;
             Ok(d.id)
         })?;
+        self.feed.drop_database(db_id);
         // The journal is sequential: if any purge write survives a crash, the catalog
         // change before it did too.
         self.purge_logged(PURGE_TAG, &db_docs_prefix(db_id));
@@ -371,8 +380,16 @@ impl DocumentStore {
     pub fn drop_collection(&self, db: &str, name: &str) -> Result<Pending<()>> {
         validate_lookup_name("database", db)?;
         validate_lookup_name("collection", name)?;
-        let prefix = self.run_tx("dropping a collection", |tx| {
+        let prefix = self.run_doc_tx("dropping a collection", |tx, changes| {
             let (d, c) = require_collection(&*tx, db, name)?;
+            changes.push(ChangeRecord::new(
+                d.id,
+                ChangeKind::CollectionDropped,
+                name,
+                "",
+                "",
+                Bytes::new(),
+            ));
             tx.delete(Space::Meta, &coll_key(d.id, name))?;
             delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, Some(c.id)))?;
             let prefix = coll_docs_prefix(d.id, c.id);
@@ -424,34 +441,9 @@ impl DocumentStore {
             prepared.push(p);
         }
         drop(docs);
-        let metas = self.run_tx("inserting documents", |tx| {
-            let c = match load_collection(&*tx, db, coll)? {
-                Some(c) => c,
-                None if auto_create => {
-                    validate_name("collection", coll)?;
-                    let d = require_database(&*tx, db)?;
-                    let entry = new_collection(tx, d.id, coll)?;
-                    IndexedCollection {
-                        handle: CollectionHandle {
-                            db: db.to_string(),
-                            name: coll.to_string(),
-                            db_id: d.id,
-                            coll_id: entry.id,
-                        },
-                        indexes: Vec::new(),
-                    }
-                }
-                None => return Err(collection_not_found(db, coll)),
-            };
-            let mut metas = Vec::with_capacity(prepared.len());
-            for (i, p) in prepared.iter().enumerate() {
-                let (key, rev) = insert_doc(tx, &self.clock, &c, p, None).map_err(|e| match e {
-                    StorageError::Conflict(m) => StorageError::Conflict(in_batch(count, i, m)),
-                    other => other,
-                })?;
-                metas.push(DocMeta { key, rev });
-            }
-            Ok(metas)
+        let metas = self.run_doc_tx("inserting documents", |tx, changes| {
+            let c = resolve_collection(tx, db, coll, auto_create, collection_not_found)?;
+            insert_batch(tx, &self.clock, &c, &prepared, changes)
         })?;
         Ok(self.pending(metas))
     }
@@ -490,7 +482,7 @@ impl DocumentStore {
         validate_key(key)?;
         let patch = parse_object(&body).map_err(StorageError::InvalidArgument)?;
         drop(body);
-        let meta = self.run_tx("updating a document", |tx| {
+        let meta = self.run_doc_tx("updating a document", |tx, changes| {
             let c =
                 load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
             let updated = update_doc(
@@ -502,6 +494,7 @@ impl DocumentStore {
                 mode,
                 false,
                 if_revision,
+                changes,
             )?;
             Ok(DocMeta {
                 key: key.to_string(),
@@ -526,22 +519,10 @@ impl DocumentStore {
         for k in keys {
             validate_key(k)?;
         }
-        let outcome = self.run_tx("deleting documents", |tx| {
+        let outcome = self.run_doc_tx("deleting documents", |tx, changes| {
             let c =
                 load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
-            let mut outcome = DeleteOutcome::default();
-            let mut seen = HashSet::with_capacity(keys.len());
-            for key in keys {
-                // A key listed twice is deleted once and not reported missing.
-                if !seen.insert(key.as_str()) {
-                    continue;
-                }
-                match remove_doc(tx, &c, key, if_revision)? {
-                    None => outcome.not_found.push(key.clone()),
-                    Some(_) => outcome.deleted += 1,
-                }
-            }
-            Ok(outcome)
+            delete_keys(tx, &c, keys, if_revision, changes)
         })?;
         Ok(self.pending(outcome))
     }
@@ -671,7 +652,50 @@ impl DocumentStore {
             self.engine.begin()?,
             self.clock.clone(),
             self.committer.clone(),
+            self.feed.clone(),
+            false,
+            false,
         ))
+    }
+
+    /// Begins an interactive transaction on database `db`. See [`Transaction`].
+    pub fn begin_transaction(
+        &self,
+        db: &str,
+        isolation: Isolation,
+        read_only: bool,
+    ) -> Result<Transaction> {
+        validate_lookup_name("database", db)?;
+        let tx = self.engine.begin()?;
+        require_database(tx.as_ref(), db)?;
+        // The snapshot is taken after the transaction began, so anything it shows
+        // that the transaction's own snapshot does not was committed after the
+        // transaction began: overwriting it conflicts instead of losing it.
+        let base = match isolation {
+            Isolation::Snapshot => Some(Arc::from(self.engine.snapshot()?)),
+            Isolation::Serializable | Isolation::ReadCommitted => None,
+        };
+        let write = WriteTx::new(
+            tx,
+            self.clock.clone(),
+            self.committer.clone(),
+            self.feed.clone(),
+            isolation != Isolation::Serializable,
+            read_only,
+        );
+        Ok(Transaction::new(
+            write,
+            db,
+            isolation,
+            read_only,
+            self.engine.clone(),
+            base,
+        ))
+    }
+
+    /// The change log and its live feed.
+    pub fn changes(&self) -> &Arc<ChangeFeed> {
+        &self.feed
     }
 
     // ---- purging -----------------------------------------------------------------
@@ -707,10 +731,11 @@ impl DocumentStore {
     /// [`PURGE_TAG`] marker, index entries for an [`INDEX_PURGE_TAG`] one — then the
     /// marker.
     fn purge(&self, tag: u8, prefix: &[u8]) -> Result<()> {
-        let spaces: &[Space] = if tag == PURGE_TAG {
-            &[Space::Docs, Space::Index]
-        } else {
-            &[Space::Index]
+        // A database's prefix (8 bytes) also covers its change log.
+        let spaces: &[Space] = match tag {
+            PURGE_TAG if prefix.len() == 8 => &[Space::Docs, Space::Index, Space::Changes],
+            PURGE_TAG => &[Space::Docs, Space::Index],
+            _ => &[Space::Index],
         };
         for &space in spaces {
             self.purge_space(space, prefix)?;

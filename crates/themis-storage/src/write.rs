@@ -12,7 +12,8 @@
 //! and commits all or nothing; a conflict at commit is [`StorageError::Contended`], and
 //! the caller reruns the whole query.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::catalog::{
     coll_docs_prefix, corrupt, doc_key, read_collection, read_indexes, require_database,
 };
+use crate::changes::{ChangeFeed, ChangeKind, ChangeRecord};
 use crate::document::{
     check_input, compose, parse_object, rev_of, serialize_map, stored_rev, updated_attrs,
     PreparedDoc, SYSTEM_ATTRS,
@@ -31,9 +33,10 @@ use crate::index::{
 };
 use crate::kv::{KvRead, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
+use crate::overlay::{Overlay, TxCore, TxReader};
 use crate::query::{query_collection_not_found, CollectionHandle, DocIter};
 use crate::revision::{encode_revision, RevisionClock};
-use crate::store::new_collection;
+use crate::store::{new_collection, DeleteOutcome, DocMeta};
 use crate::UpdateMode;
 
 /// How many fresh ticks an insert draws for a generated key before giving up.
@@ -65,19 +68,101 @@ pub(crate) fn load_collection<R: KvRead + ?Sized>(
     }))
 }
 
+/// `db`/`coll` inside `tx`, created (as part of `tx`) when it is missing and
+/// `auto_create` is set; else `NotFound` (`missing` builds the message).
+pub(crate) fn resolve_collection(
+    tx: &mut dyn KvTx,
+    db: &str,
+    coll: &str,
+    auto_create: bool,
+    missing: fn(&str, &str) -> StorageError,
+) -> Result<IndexedCollection> {
+    if let Some(c) = load_collection(&*tx, db, coll)? {
+        return Ok(c);
+    }
+    if !auto_create {
+        return Err(missing(db, coll));
+    }
+    validate_name("collection", coll)?;
+    let d = require_database(&*tx, db)?;
+    let entry = new_collection(tx, d.id, coll)?;
+    Ok(IndexedCollection {
+        handle: CollectionHandle {
+            db: db.to_string(),
+            name: coll.to_string(),
+            db_id: d.id,
+            coll_id: entry.id,
+        },
+        indexes: Vec::new(),
+    })
+}
+
+/// Prefixes `msg` with the position of a document in a batch of more than one.
+pub(crate) fn in_batch(count: usize, index: usize, msg: String) -> String {
+    if count > 1 {
+        format!("document at position {index} of the batch (counting from 0): {msg}")
+    } else {
+        msg
+    }
+}
+
+/// Inserts checked documents in order; a failure names the document's position.
+pub(crate) fn insert_batch(
+    tx: &mut dyn KvTx,
+    clock: &RevisionClock,
+    c: &IndexedCollection,
+    docs: &[PreparedDoc],
+    changes: &mut Vec<ChangeRecord>,
+) -> Result<Vec<DocMeta>> {
+    let count = docs.len();
+    let mut metas = Vec::with_capacity(count);
+    for (i, p) in docs.iter().enumerate() {
+        let (key, rev) = insert_doc(tx, clock, c, p, None, changes).map_err(|e| match e {
+            StorageError::Conflict(m) => StorageError::Conflict(in_batch(count, i, m)),
+            other => other,
+        })?;
+        metas.push(DocMeta { key, rev });
+    }
+    Ok(metas)
+}
+
+/// Deletes `keys` (each once); missing ones are reported, not an error.
+pub(crate) fn delete_keys(
+    tx: &mut dyn KvTx,
+    c: &IndexedCollection,
+    keys: &[String],
+    if_revision: Option<&str>,
+    changes: &mut Vec<ChangeRecord>,
+) -> Result<DeleteOutcome> {
+    let mut outcome = DeleteOutcome::default();
+    let mut seen = HashSet::with_capacity(keys.len());
+    for key in keys {
+        // A key listed twice is deleted once and not reported missing.
+        if !seen.insert(key.as_str()) {
+            continue;
+        }
+        match remove_doc(tx, c, key, if_revision, changes)? {
+            None => outcome.not_found.push(key.clone()),
+            Some(_) => outcome.deleted += 1,
+        }
+    }
+    Ok(outcome)
+}
+
 fn parse_attrs(raw: &[u8]) -> Result<Map<String, Value>> {
     parse_object(raw).map_err(|m| corrupt("a stored document", m))
 }
 
-/// Inserts one checked document; returns its `_key` and `_rev`. `attrs` are the
-/// document's user attributes when the caller has them parsed (else they are parsed
-/// from `p.rest` if an index needs them).
+/// Inserts one checked document; returns its `_key` and `_rev`, and records the
+/// change in `changes`. `attrs` are the document's user attributes when the caller has
+/// them parsed (else they are parsed from `p.rest` if an index needs them).
 pub(crate) fn insert_doc(
     tx: &mut dyn KvTx,
     clock: &RevisionClock,
     c: &IndexedCollection,
     p: &PreparedDoc,
     attrs: Option<&Map<String, Value>>,
+    changes: &mut Vec<ChangeRecord>,
 ) -> Result<(String, String)> {
     let h = &c.handle;
     let mut tick = clock.tick()?;
@@ -123,7 +208,16 @@ pub(crate) fn insert_doc(
         let new = entry_keys(c, Some(&view));
         update_entries(tx, c, &key, &old, &new, Some(&view))?;
     }
-    tx.put(Space::Docs, &dk, compose(&h.name, &key, &rev, &p.rest))?;
+    let stored = compose(&h.name, &key, &rev, &p.rest);
+    tx.put(Space::Docs, &dk, stored.clone())?;
+    changes.push(ChangeRecord::new(
+        h.db_id,
+        ChangeKind::Insert,
+        &h.name,
+        &key,
+        &rev,
+        stored,
+    ));
     Ok((key, rev))
 }
 
@@ -144,7 +238,8 @@ pub(crate) fn document_not_found(h: &CollectionHandle, key: &str) -> StorageErro
     ))
 }
 
-/// Updates document `key` (merge or replace); `NotFound` if it does not exist.
+/// Updates document `key` (merge or replace) and records the change; `NotFound` if it
+/// does not exist.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn update_doc(
     tx: &mut dyn KvTx,
@@ -155,6 +250,7 @@ pub(crate) fn update_doc(
     mode: UpdateMode,
     keep_null: bool,
     if_revision: Option<&str>,
+    changes: &mut Vec<ChangeRecord>,
 ) -> Result<Updated> {
     let h = &c.handle;
     let dk = doc_key(h.db_id, h.coll_id, key);
@@ -192,7 +288,16 @@ pub(crate) fn update_doc(
         let new_entries = entry_keys(c, Some(&view));
         update_entries(tx, c, key, &old_entries, &new_entries, Some(&view))?;
     }
-    tx.put(Space::Docs, &dk, compose(&h.name, key, &rev, &rest))?;
+    let new = compose(&h.name, key, &rev, &rest);
+    tx.put(Space::Docs, &dk, new.clone())?;
+    changes.push(ChangeRecord::new(
+        h.db_id,
+        ChangeKind::Update,
+        &h.name,
+        key,
+        &rev,
+        new,
+    ));
     Ok(Updated {
         rev,
         old: stored,
@@ -200,27 +305,28 @@ pub(crate) fn update_doc(
     })
 }
 
-/// Removes document `key`; returns the stored bytes, or `None` if it did not exist.
+/// Removes document `key` and records the change; returns the stored bytes, or `None`
+/// if it did not exist.
 pub(crate) fn remove_doc(
     tx: &mut dyn KvTx,
     c: &IndexedCollection,
     key: &str,
     if_revision: Option<&str>,
+    changes: &mut Vec<ChangeRecord>,
 ) -> Result<Option<Bytes>> {
     let h = &c.handle;
     let dk = doc_key(h.db_id, h.coll_id, key);
     let Some(stored) = tx.get(Space::Docs, &dk)? else {
         return Ok(None);
     };
+    let rev = stored_rev(&stored).map_err(|m| corrupt("a stored document", m))?;
     if let Some(expected) = if_revision {
-        let actual = stored_rev(&stored).map_err(|m| corrupt("a stored document", m))?;
-        if actual != expected {
-            return Err(revision_mismatch(&h.name, key, expected, &actual));
+        if rev != expected {
+            return Err(revision_mismatch(&h.name, key, expected, &rev));
         }
     }
     if !c.indexes.is_empty() {
         let attrs = parse_attrs(&stored)?;
-        let rev = rev_of(&attrs).to_string();
         let view = DocView {
             coll: &h.name,
             key,
@@ -232,6 +338,14 @@ pub(crate) fn remove_doc(
         update_entries(tx, c, key, &old, &new, None)?;
     }
     tx.delete(Space::Docs, &dk)?;
+    changes.push(ChangeRecord::new(
+        h.db_id,
+        ChangeKind::Delete,
+        &h.name,
+        key,
+        &rev,
+        stored.clone(),
+    ));
     Ok(Some(stored))
 }
 
@@ -266,34 +380,71 @@ fn stored_value(raw: &[u8]) -> Result<Value> {
     serde_json::from_slice(raw).map_err(|e| corrupt("a stored document", e))
 }
 
-/// One transaction for all writes of a query. See the module doc.
+/// One transaction for the writes of a query, or of an interactive transaction
+/// ([`crate::Transaction`]). See the module doc.
 ///
 /// `Send`, so it can move to the thread that commits. Reads (`get`, `scan`,
 /// `index_keys`) see the transaction's own earlier writes and join its read set: if
 /// another writer changes what this transaction read before it commits, the commit
 /// fails with [`StorageError::Contended`] and nothing is written. Dropping it without
-/// committing discards every write.
+/// committing discards every write. Every write is also recorded as a change, which
+/// the change log numbers when the transaction commits.
 pub struct WriteTx {
-    tx: Box<dyn KvTx>,
+    /// Shared with the readers of SERIALIZABLE statements ([`TxReader`]); `None` once
+    /// committed.
+    core: Arc<Mutex<Option<TxCore>>>,
     clock: Arc<RevisionClock>,
     committer: Arc<GroupCommitter>,
+    feed: Arc<ChangeFeed>,
     collections: Vec<IndexedCollection>,
+    changes: Vec<ChangeRecord>,
+    read_only: bool,
     /// Set when the engine failed mid-operation: the transaction may hold half an
     /// operation and must not commit.
     broken: bool,
 }
 
+fn lock(core: &Mutex<Option<TxCore>>) -> MutexGuard<'_, Option<TxCore>> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn finished() -> StorageError {
+    StorageError::Transaction(
+        "the transaction has already been committed; begin a new one".to_string(),
+    )
+}
+
+fn read_only_error() -> StorageError {
+    StorageError::Transaction(
+        "this transaction is read-only: begin one without read_only to write".to_string(),
+    )
+}
+
+/// Runs `f` on the engine transaction inside `core`.
+fn on_core<T>(core: &Mutex<Option<TxCore>>, f: impl FnOnce(&mut TxCore) -> Result<T>) -> Result<T> {
+    let mut guard = lock(core);
+    let core = guard.as_mut().ok_or_else(finished)?;
+    f(core)
+}
+
 impl WriteTx {
+    /// `record` keeps the writes in an overlay for untracked reads (see `overlay.rs`).
     pub(crate) fn new(
         tx: Box<dyn KvTx>,
         clock: Arc<RevisionClock>,
         committer: Arc<GroupCommitter>,
+        feed: Arc<ChangeFeed>,
+        record: bool,
+        read_only: bool,
     ) -> WriteTx {
         WriteTx {
-            tx,
+            core: Arc::new(Mutex::new(Some(TxCore::new(tx, record)))),
             clock,
             committer,
+            feed,
             collections: Vec::new(),
+            changes: Vec::new(),
+            read_only,
             broken: false,
         }
     }
@@ -306,6 +457,35 @@ impl WriteTx {
         r
     }
 
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(read_only_error());
+        }
+        Ok(())
+    }
+
+    /// Whether an engine failure left the transaction unable to commit.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// How many engine writes (documents and index entries) the transaction made.
+    pub(crate) fn writes(&self) -> u64 {
+        lock(&self.core).as_ref().map_or(0, TxCore::writes)
+    }
+
+    /// The transaction's writes so far, frozen, when it records them.
+    pub(crate) fn overlay(&self) -> Option<Arc<Overlay>> {
+        lock(&self.core).as_ref().and_then(TxCore::overlay)
+    }
+
+    /// A reader whose reads go through this transaction (tracked).
+    pub(crate) fn reader(&self) -> TxReader {
+        TxReader {
+            core: self.core.clone(),
+        }
+    }
+
     /// Resolves `db`/`name` in this transaction, creating the collection (as part of
     /// the transaction) when it is missing and `auto_create` is set.
     pub fn collection(
@@ -314,41 +494,34 @@ impl WriteTx {
         name: &str,
         auto_create: bool,
     ) -> Result<CollectionHandle> {
-        if let Some(c) = self
+        let i = self.cached(db, name, auto_create, query_collection_not_found)?;
+        Ok(self.collections[i].handle.clone())
+    }
+
+    /// Position of `db`/`name` in the cache, resolving it in this transaction first.
+    pub(crate) fn cached(
+        &mut self,
+        db: &str,
+        name: &str,
+        auto_create: bool,
+        missing: fn(&str, &str) -> StorageError,
+    ) -> Result<usize> {
+        if let Some(i) = self
             .collections
             .iter()
-            .find(|c| c.handle.db == db && c.handle.name == name)
+            .position(|c| c.handle.db == db && c.handle.name == name)
         {
-            return Ok(c.handle.clone());
+            return Ok(i);
         }
         validate_lookup_name("database", db)?;
         validate_lookup_name("collection", name)?;
-        let r = self.resolve(db, name, auto_create);
+        let creates = auto_create && !self.read_only;
+        let r = on_core(&self.core, |tx| {
+            resolve_collection(tx, db, name, creates, missing)
+        });
         let c = self.track(r)?;
-        let handle = c.handle.clone();
         self.collections.push(c);
-        Ok(handle)
-    }
-
-    fn resolve(&mut self, db: &str, name: &str, auto_create: bool) -> Result<IndexedCollection> {
-        if let Some(c) = load_collection(self.tx.as_ref(), db, name)? {
-            return Ok(c);
-        }
-        if !auto_create {
-            return Err(query_collection_not_found(db, name));
-        }
-        validate_name("collection", name)?;
-        let d = require_database(self.tx.as_ref(), db)?;
-        let entry = new_collection(self.tx.as_mut(), d.id, name)?;
-        Ok(IndexedCollection {
-            handle: CollectionHandle {
-                db: db.to_string(),
-                name: name.to_string(),
-                db_id: d.id,
-                coll_id: entry.id,
-            },
-            indexes: Vec::new(),
-        })
+        Ok(self.collections.len() - 1)
     }
 
     /// Position of `c` in the cache, resolving it in this transaction if needed (a
@@ -361,7 +534,7 @@ impl WriteTx {
         {
             return Ok(i);
         }
-        let loaded = load_collection(self.tx.as_ref(), &c.db, &c.name);
+        let loaded = on_core(&self.core, |tx| load_collection(&*tx, &c.db, &c.name));
         let loaded = self.track(loaded)?;
         match loaded {
             Some(k) if k.handle.coll_id == c.coll_id => {
@@ -383,22 +556,26 @@ impl WriteTx {
         if validate_key(key).is_err() {
             return Ok(None);
         }
-        let r = self
-            .tx
-            .get(Space::Docs, &doc_key(c.db_id, c.coll_id, key))
-            .map_err(StorageError::from)
-            .and_then(|v| v.map(|raw| stored_value(&raw)).transpose());
+        let r = on_core(&self.core, |tx| {
+            tx.get(Space::Docs, &doc_key(c.db_id, c.coll_id, key))
+                .map_err(StorageError::from)
+                .and_then(|v| v.map(|raw| stored_value(&raw)).transpose())
+        });
         self.track(r)
     }
 
     /// Every document of `c` in `_key` order, as of the moment of the call (this
     /// transaction's writes up to then included). The scanned range joins the read
-    /// set. To modify documents while scanning, collect the keys first.
+    /// set.
     pub fn scan(&self, c: &CollectionHandle) -> DocIter {
-        let iter = self
-            .tx
-            .scan_prefix(Space::Docs, &coll_docs_prefix(c.db_id, c.coll_id));
-        Box::new(iter.map(|item| item.map(|(_, v)| v).map_err(Into::into)))
+        let prefix = coll_docs_prefix(c.db_id, c.coll_id);
+        match lock(&self.core).as_ref() {
+            Some(tx) => {
+                let iter = tx.scan_prefix(Space::Docs, &prefix);
+                Box::new(iter.map(|item| item.map(|(_, v)| v).map_err(Into::into)))
+            }
+            None => Box::new(std::iter::once(Err(finished()))),
+        }
     }
 
     /// The `_key`s of the documents whose entries in `index` fall into `range`, in
@@ -416,12 +593,15 @@ impl WriteTx {
             Ok(None) => return Box::new(std::iter::empty()),
             Ok(Some(bounds)) => bounds,
         };
-        let entries = self.tx.scan_range(
-            Space::Index,
-            lower.as_ref().map(Vec::as_slice),
-            upper.as_ref().map(Vec::as_slice),
-            reverse,
-        );
+        let entries = match lock(&self.core).as_ref() {
+            Some(tx) => tx.scan_range(
+                Space::Index,
+                lower.as_ref().map(Vec::as_slice),
+                upper.as_ref().map(Vec::as_slice),
+                reverse,
+            ),
+            None => return Box::new(std::iter::once(Err(finished()))),
+        };
         Box::new(entries.map(|item| {
             let (_, key) = item?;
             String::from_utf8(key.to_vec()).map_err(|e| corrupt("an index entry", e))
@@ -431,6 +611,7 @@ impl WriteTx {
     /// Inserts `doc` (a JSON object; `_key` optional, `_id`/`_rev` ignored) and
     /// returns the new document with its system attributes.
     pub fn insert(&mut self, c: &CollectionHandle, doc: Value) -> Result<Value> {
+        self.writable()?;
         let Value::Object(mut attrs) = doc else {
             return Err(StorageError::InvalidArgument(
                 "a document to insert must be a JSON object".to_string(),
@@ -440,15 +621,27 @@ impl WriteTx {
         let rest = serialize_map(&attrs).map_err(StorageError::InvalidArgument)?;
         let prepared = PreparedDoc { key, rest };
         let i = self.slot(c)?;
-        let r = insert_doc(
-            self.tx.as_mut(),
-            &self.clock,
-            &self.collections[i],
-            &prepared,
-            Some(&attrs),
-        );
+        let (clock, coll, changes) = (&self.clock, &self.collections[i], &mut self.changes);
+        let r = on_core(&self.core, |tx| {
+            insert_doc(tx, clock, coll, &prepared, Some(&attrs), changes)
+        });
         let (key, rev) = self.track(r)?;
         Ok(full_document(&c.name, &key, &rev, attrs))
+    }
+
+    /// Inserts checked documents into the cached collection `i`. On an error the
+    /// documents before the failing one stay written: drop (or abort) the transaction.
+    pub(crate) fn insert_prepared(
+        &mut self,
+        i: usize,
+        docs: &[PreparedDoc],
+    ) -> Result<Vec<DocMeta>> {
+        self.writable()?;
+        let (clock, coll, changes) = (&self.clock, &self.collections[i], &mut self.changes);
+        let r = on_core(&self.core, |tx| {
+            insert_batch(tx, clock, coll, docs, changes)
+        });
+        self.track(r)
     }
 
     /// Updates document `key` with `patch` (a JSON object); returns the document as it
@@ -470,17 +663,7 @@ impl WriteTx {
         };
         validate_key(key)?;
         let i = self.slot(c)?;
-        let r = update_doc(
-            self.tx.as_mut(),
-            &self.clock,
-            &self.collections[i],
-            key,
-            patch,
-            mode,
-            keep_null,
-            None,
-        );
-        let updated = self.track(r)?;
+        let updated = self.update_cached(i, key, patch, mode, keep_null, None)?;
         let old = stored_value(&updated.old)?;
         Ok((
             old,
@@ -488,34 +671,81 @@ impl WriteTx {
         ))
     }
 
+    /// [`update_doc`] on the cached collection `i`.
+    pub(crate) fn update_cached(
+        &mut self,
+        i: usize,
+        key: &str,
+        patch: Map<String, Value>,
+        mode: UpdateMode,
+        keep_null: bool,
+        if_revision: Option<&str>,
+    ) -> Result<Updated> {
+        self.writable()?;
+        let (clock, coll, changes) = (&self.clock, &self.collections[i], &mut self.changes);
+        let r = on_core(&self.core, |tx| {
+            update_doc(
+                tx,
+                clock,
+                coll,
+                key,
+                patch,
+                mode,
+                keep_null,
+                if_revision,
+                changes,
+            )
+        });
+        self.track(r)
+    }
+
     /// Removes document `key` and returns it as it was; `NotFound` if it does not
     /// exist.
     pub fn remove(&mut self, c: &CollectionHandle, key: &str) -> Result<Value> {
+        self.writable()?;
         validate_key(key)?;
         let i = self.slot(c)?;
-        let r = remove_doc(self.tx.as_mut(), &self.collections[i], key, None);
+        let (coll, changes) = (&self.collections[i], &mut self.changes);
+        let r = on_core(&self.core, |tx| remove_doc(tx, coll, key, None, changes));
         match self.track(r)? {
             Some(old) => stored_value(&old),
             None => Err(document_not_found(c, key)),
         }
     }
 
-    /// Commits every write of the transaction, all or nothing. A conflict with a
-    /// concurrent writer is [`StorageError::Contended`] (nothing was written; run the
-    /// query again). Await the returned [`Pending`] for durability.
+    /// [`delete_keys`] on the cached collection `i`.
+    pub(crate) fn delete_cached(
+        &mut self,
+        i: usize,
+        keys: &[String],
+        if_revision: Option<&str>,
+    ) -> Result<DeleteOutcome> {
+        self.writable()?;
+        let (coll, changes) = (&self.collections[i], &mut self.changes);
+        let r = on_core(&self.core, |tx| {
+            delete_keys(tx, coll, keys, if_revision, changes)
+        });
+        self.track(r)
+    }
+
+    /// Commits every write of the transaction, all or nothing, numbering its changes
+    /// in the change log. A conflict with a concurrent writer is
+    /// [`StorageError::Contended`] (nothing was written; run it again). Await the
+    /// returned [`Pending`] for durability.
     pub fn commit(self) -> Result<Pending<()>> {
         if self.broken {
             return Err(StorageError::Internal(
                 "the transaction was not committed because a storage operation in it failed; \
-                 check the server log, then run the query again"
+                 check the server log, then run it again"
                     .to_string(),
             ));
         }
-        match self.tx.commit() {
+        let core = lock(&self.core).take().ok_or_else(finished)?;
+        match self.feed.commit(core.into_inner(), self.changes) {
             Ok(()) => Ok(self.committer.pending(())),
             Err(KvError::Conflict) => Err(StorageError::Contended(
-                "the query's writes conflicted with a concurrent transaction that changed \
-                 data the query read; nothing was written: run the query again"
+                "the transaction conflicted with a concurrent transaction that changed data \
+                 it read or wrote; nothing was written: run it again"
                     .to_string(),
             )),
             Err(e) => Err(e.into()),

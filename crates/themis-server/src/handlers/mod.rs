@@ -40,17 +40,33 @@ pub(crate) async fn dispatch(
     let codec = &shared.codec;
     let op = request.opcode();
     match request {
-        Request::Create(r) => {
-            response_frame(codec, op, request_id, &documents::create(shared, session, r).await)
+        Request::Create(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &documents::create(shared, session, r).await,
+        ),
+        Request::Read(r) => {
+            response_frame(codec, op, request_id, &documents::read(shared, session, r))
         }
-        Request::Read(r) => response_frame(codec, op, request_id, &documents::read(shared, session, r)),
-        Request::Update(r) => {
-            response_frame(codec, op, request_id, &documents::update(shared, session, r).await)
-        }
-        Request::Delete(r) => {
-            response_frame(codec, op, request_id, &documents::delete(shared, session, r).await)
-        }
-        Request::Admin(r) => response_frame(codec, op, request_id, &admin::handle(shared, session, r).await),
+        Request::Update(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &documents::update(shared, session, r).await,
+        ),
+        Request::Delete(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &documents::delete(shared, session, r).await,
+        ),
+        Request::Admin(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &admin::handle(shared, session, r).await,
+        ),
         Request::Ping(p) => response_frame(codec, OpCode::OpPong, request_id, &ping(&p)),
         Request::Query(r) => response_frame(
             codec,
@@ -70,12 +86,18 @@ pub(crate) async fn dispatch(
             request_id,
             &query::cursor_close(&conn.cursors, r),
         ),
-        Request::BeginTx(_)
-        | Request::CommitTx(_)
-        | Request::RollbackTx(_)
-        | Request::Subscribe(_)
-        | Request::Unsubscribe(_)
-        | Request::Handshake(_) => error_frame(
+        // Transactions.
+        Request::BeginTx(_) | Request::CommitTx(_) | Request::RollbackTx(_) => {
+            unsupported(codec, op, request_id)
+        }
+        // Subscriptions.
+        Request::Subscribe(_) | Request::Unsubscribe(_) => unsupported(codec, op, request_id),
+        Request::Handshake(_) => unsupported(codec, op, request_id),
+    }
+}
+
+fn unsupported(codec: &themis_proto::FrameCodec, op: OpCode, request_id: u64) -> Bytes {
+    error_frame(
             codec,
             request_id,
             wire::Error::new(
@@ -85,8 +107,7 @@ pub(crate) async fn dispatch(
                     crate::SERVER_VERSION
                 ),
             ),
-        ),
-    }
+        )
 }
 
 pub(crate) fn ping(ping: &wire::Ping) -> wire::Pong {
@@ -164,6 +185,7 @@ pub(crate) fn storage_error(e: StorageError) -> wire::Error {
         StorageError::InvalidArgument(_) => ErrorCode::ErrInvalidArgument,
         StorageError::Unavailable(_) => ErrorCode::ErrUnavailable,
         StorageError::Internal(_) => ErrorCode::ErrInternal,
+        StorageError::Transaction(_) => ErrorCode::ErrTransaction,
     };
     if code == ErrorCode::ErrInternal {
         tracing::error!(error = %e, "storage failure");

@@ -123,6 +123,7 @@ fn query_error(e: QueryError) -> wire::Error {
     let code = match e.kind {
         ErrorKind::Conflict | ErrorKind::Contended => ErrorCode::ErrConflict,
         ErrorKind::NotFound => ErrorCode::ErrNotFound,
+        ErrorKind::Transaction => ErrorCode::ErrTransaction,
         ErrorKind::Internal => {
             tracing::error!(error = %e, "storage failure inside a query");
             ErrorCode::ErrInternal
