@@ -4,9 +4,10 @@
 //! ```sh
 //! cargo run -p themis-client --example tour
 //! ```
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use themis_client::{Client, UpdateOptions};
+use themis_client::{Client, SubscribeOptions, TxOptions, UpdateOptions};
 
 #[derive(Serialize, Deserialize, Debug)]
 struct User {
@@ -62,5 +63,44 @@ async fn main() -> themis_client::Result<()> {
         .await?;
     println!("{:?}", shop.collection_stats("orders").await?);
     println!("round trip: {:?}", client.ping().await?);
+
+    // A transaction: all or nothing. The closure runs again if another writer
+    // changed the counter between our read and our commit.
+    let visits = client
+        .transaction(TxOptions::default(), |tx| async move {
+            let counters = tx.collection("counters");
+            let current: Option<serde_json::Value> = counters.get("tour").await?;
+            let next = current.as_ref().and_then(|c| c["n"].as_u64()).unwrap_or(0) + 1;
+            match current {
+                Some(_) => counters.update("tour", &json!({ "n": next })).await?,
+                None => {
+                    counters
+                        .insert(&json!({ "_key": "tour", "n": next }))
+                        .await?
+                }
+            };
+            Ok(next)
+        })
+        .await?;
+    println!("this tour ran {visits} time(s)");
+
+    // A change subscription: every committed write to `users` from now on.
+    let mut changes = client
+        .subscribe(SubscribeOptions::collection("users").include_documents(true))
+        .await?;
+    let barbara = User {
+        name: "Barbara".into(),
+        email: "barbara@example.org".into(),
+        age: 41,
+    };
+    users.insert(&barbara).await?;
+    if let Some(change) = changes.try_next().await? {
+        let user: Option<User> = change.document_as()?;
+        println!(
+            "#{} {:?} {}: {user:?}",
+            change.sequence, change.kind, change.key
+        );
+    }
+    changes.unsubscribe().await?;
     Ok(())
 }

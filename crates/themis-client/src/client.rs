@@ -10,9 +10,12 @@
 //! Seam for pooling and reconnection (a later issue): [`open_session`] is the only
 //! place a connection is made and authenticated, and [`Client::transport`] the only
 //! place a request picks the connection it goes out on. A pool replaces the single
-//! `Session` with several and chooses among them there; reconnection re-runs
-//! `open_session` (with `HandshakeRequest.session_token` to resume) when the chosen
-//! connection reports [`Error::is_connection_error`].
+//! `Session` with several and chooses among them there; it must send a transaction's
+//! requests on the connection that began it (a [`crate::Transaction`] holds the
+//! `Client` it began on). [`Client::reconnect`] re-runs `open_session`, resuming the
+//! session by token and falling back to the credentials; today only subscriptions use
+//! it (each reconnects on a connection of its own), a `Client` itself stays closed
+//! once its connection is.
 //!
 //! Invariants: a request that fails is always an `Err`, never a response with
 //! `success = false` — except from [`Client::raw_request`], which returns typed
@@ -22,11 +25,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use themis_proto::{features, wire, OpCode, TypedResponse, PROTOCOL_VERSION};
+use themis_proto::{features, wire, ErrorCode, OpCode, TypedResponse, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
 
 use crate::collection::Collection;
-use crate::connection::{Connection, Frame};
+use crate::connection::{Connection, Frame, FrameStream, IsLast, StreamItem};
 use crate::error::{check, Error, Result};
 use crate::options::{ClientOptions, ConnectTarget, DEFAULT_DATABASE};
 
@@ -44,6 +47,8 @@ struct Session {
     session_token: String,
     server_info: wire::ServerInfo,
     options: ClientOptions,
+    /// Where it connected, for [`Client::reconnect`].
+    target: ConnectTarget,
 }
 
 /// A handle to a ThemisDB server. Cheap to clone; clones share one multiplexed
@@ -78,7 +83,7 @@ impl Client {
     pub async fn connect_with(addr_or_url: &str, options: ClientOptions) -> Result<Self> {
         let target = ConnectTarget::parse(addr_or_url)?;
         let options = target.apply_to(options);
-        let session = open_session(&target, options).await?;
+        let session = open_session(target, options, None).await?;
         Ok(Self {
             session: Arc::new(session),
             database: None,
@@ -129,7 +134,8 @@ impl Client {
         &self.session.options
     }
 
-    /// Requests sent on the connection and not yet answered.
+    /// Requests sent on the connection and not yet answered; a live subscription on
+    /// it counts as one.
     pub fn in_flight_requests(&self) -> usize {
         self.session.connection.in_flight()
     }
@@ -180,6 +186,67 @@ impl Client {
         check(self.raw_request(opcode, request).await?)
     }
 
+    /// Sends a request answered by a stream of frames (see `connection`) and waits
+    /// up to the request timeout for its first frame, the typed response. Returns it
+    /// undecoded, with the stream that delivers the frames after it.
+    pub(crate) async fn request_stream<Req: Message>(
+        &self,
+        opcode: OpCode,
+        request: &Req,
+        capacity: usize,
+        is_last: IsLast,
+    ) -> Result<(Frame, FrameStream)> {
+        let timeout = self.session.options.request_timeout;
+        let exchange = async {
+            let mut frames = self
+                .transport()
+                .request_stream(opcode, request, capacity, is_last)
+                .await?;
+            match frames.recv().await {
+                StreamItem::Frame(first) => Ok((first, frames)),
+                StreamItem::Failed(e) => Err(e),
+                // Capacity is at least one, so the first frame always fits.
+                StreamItem::Overflowed => Err(Error::Protocol(format!(
+                    "the answer to a {} request overflowed an empty stream buffer",
+                    opcode.as_str_name()
+                ))),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::Timeout {
+                operation: format!("{} request", opcode.as_str_name()),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// A new connection to the same server for the same user, with this handle's
+    /// database. Resumes the session by its token; if the server no longer knows it
+    /// (expired, or the server restarted), authenticates with the credentials again.
+    pub(crate) async fn reconnect(&self) -> Result<Client> {
+        let old = &self.session;
+        let token = (!old.session_token.is_empty()).then_some(old.session_token.as_str());
+        let resumed = open_session(old.target.clone(), old.options.clone(), token).await;
+        let session = match resumed {
+            Err(e)
+                if token.is_some()
+                    && matches!(
+                        e.code(),
+                        Some(ErrorCode::ErrAuthFailed | ErrorCode::ErrUnauthenticated)
+                    ) =>
+            {
+                tracing::debug!(error = %e, "session resume refused; handshaking with credentials");
+                open_session(old.target.clone(), old.options.clone(), None).await?
+            }
+            other => other?,
+        };
+        Ok(Client {
+            session: Arc::new(session),
+            database: self.database.clone(),
+        })
+    }
+
     /// The `database` field for requests from this handle ("" = connection default).
     pub(crate) fn database_field(&self) -> String {
         self.database.as_deref().unwrap_or_default().to_owned()
@@ -199,8 +266,13 @@ impl Client {
     }
 }
 
-/// Connects, handshakes, and applies what the server advertised.
-async fn open_session(target: &ConnectTarget, options: ClientOptions) -> Result<Session> {
+/// Connects, handshakes, and applies what the server advertised. With `resume`, the
+/// handshake resumes that session instead of sending the credentials.
+async fn open_session(
+    target: ConnectTarget,
+    options: ClientOptions,
+    resume: Option<&str>,
+) -> Result<Session> {
     let addr = target.addr();
     let limit = options.connect_timeout;
     let handshake = async {
@@ -211,16 +283,21 @@ async fn open_session(target: &ConnectTarget, options: ClientOptions) -> Result<
             )
         })?;
         let connection = Connection::start(stream, options.max_frame_bytes);
-        let request = wire::HandshakeRequest {
+        let mut request = wire::HandshakeRequest {
             protocol_version: PROTOCOL_VERSION.to_owned(),
             client_name: options.client_name.clone(),
             auth_method: wire::AuthMethod::UsernamePassword as i32,
-            username: options.username.clone(),
-            password: options.password.clone(),
             database: options.database.clone().unwrap_or_default(),
             client_features: CLIENT_FEATURES,
             ..Default::default()
         };
+        match resume {
+            Some(token) => request.session_token = token.to_owned(),
+            None => {
+                request.username = options.username.clone();
+                request.password = options.password.clone();
+            }
+        }
         let frame = connection
             .request(OpCode::OpHandshake, &request, None)
             .await?;
@@ -257,6 +334,7 @@ async fn open_session(target: &ConnectTarget, options: ClientOptions) -> Result<
         session_token: response.session_token,
         server_info,
         options,
+        target,
     })
 }
 
@@ -266,6 +344,16 @@ fn decode_answer<Resp: Message + Default>(opcode: OpCode, frame: Frame) -> Resul
         OpCode::OpPing => OpCode::OpPong,
         other => other,
     };
+    decode_frame(opcode, expected, frame)
+}
+
+/// Decodes a frame answering a request with `opcode`, which must be an `expected`
+/// frame (or `OP_ERROR`, returned as [`Error::Server`]).
+pub(crate) fn decode_frame<M: Message + Default>(
+    opcode: OpCode,
+    expected: OpCode,
+    frame: Frame,
+) -> Result<M> {
     if frame.opcode == OpCode::OpError as i32 {
         let error = wire::Error::decode(frame.body).map_err(|e| {
             Error::Protocol(format!("OP_ERROR answer with an undecodable body: {e}"))
@@ -282,9 +370,10 @@ fn decode_answer<Resp: Message + Default>(opcode: OpCode, frame: Frame) -> Resul
             expected.as_str_name()
         )));
     }
-    Resp::decode(frame.body).map_err(|e| {
+    M::decode(frame.body).map_err(|e| {
         Error::Protocol(format!(
-            "the answer to a {} request is not a valid response message: {e}",
+            "the {} frame answering a {} request is not a valid message: {e}",
+            expected.as_str_name(),
             opcode.as_str_name()
         ))
     })
@@ -300,7 +389,7 @@ fn unix_millis() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use themis_proto::{ErrorCode, ErrorExt};
+    use themis_proto::ErrorExt;
 
     fn frame<M: Message>(opcode: OpCode, msg: &M) -> Frame {
         Frame {

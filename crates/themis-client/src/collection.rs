@@ -5,9 +5,12 @@
 //! also carry `_key`, `_id` and `_rev`; a struct without those fields simply ignores
 //! them, or declares `#[serde(rename = "_key")] key: String` to see them.
 //!
+//! A `Collection` from [`crate::Transaction::collection`] runs every operation inside
+//! that transaction.
+//!
 //! Invariants: bulk results are positional (the `i`-th key or document answers the
 //! `i`-th input); a missing document on read is `None`, never an error; an empty bulk
-//! call sends nothing.
+//! call sends nothing; every request carries the handle's transaction id, if any.
 
 use std::sync::Arc;
 
@@ -99,6 +102,8 @@ pub struct DeleteResult {
 pub struct Collection {
     client: Client,
     name: Arc<str>,
+    /// The transaction every operation runs in, if any.
+    transaction: Option<Arc<str>>,
 }
 
 impl Collection {
@@ -106,12 +111,30 @@ impl Collection {
         Self {
             client,
             name: Arc::from(name),
+            transaction: None,
         }
+    }
+
+    /// This handle, with every operation inside transaction `id`.
+    pub(crate) fn in_transaction(mut self, id: Arc<str>) -> Self {
+        self.transaction = Some(id);
+        self
     }
 
     /// The collection's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The transaction this handle's operations run in, if it came from
+    /// [`crate::Transaction::collection`].
+    pub fn transaction_id(&self) -> Option<&str> {
+        self.transaction.as_deref()
+    }
+
+    /// The `transaction_id` field of this handle's requests ("" = none).
+    fn transaction_field(&self) -> String {
+        self.transaction.as_deref().unwrap_or_default().to_owned()
     }
 
     /// The client this handle sends through.
@@ -126,6 +149,7 @@ impl Collection {
             collection: self.name.to_string(),
             document: to_json(doc)?,
             database: self.client.database_field(),
+            transaction_id: self.transaction_field(),
             ..Default::default()
         };
         let response: wire::CreateResponse = self.client.call(OpCode::OpCreate, &request).await?;
@@ -147,6 +171,7 @@ impl Collection {
             collection: self.name.to_string(),
             documents: docs.iter().map(to_json).collect::<Result<_>>()?,
             database: self.client.database_field(),
+            transaction_id: self.transaction_field(),
             ..Default::default()
         };
         let response: wire::CreateResponse = self.client.call(OpCode::OpCreate, &request).await?;
@@ -179,6 +204,7 @@ impl Collection {
             collection: self.name.to_string(),
             document_ids: keys.iter().map(|k| k.as_ref().to_owned()).collect(),
             database: self.client.database_field(),
+            transaction_id: self.transaction_field(),
             ..Default::default()
         };
         let response: wire::ReadResponse = self.client.call(OpCode::OpRead, &request).await?;
@@ -212,6 +238,7 @@ impl Collection {
             document_id: key.to_owned(),
             document: to_json(doc)?,
             database: self.client.database_field(),
+            transaction_id: self.transaction_field(),
             mode: options.mode as i32,
             if_revision: options.if_revision.unwrap_or_default(),
             ..Default::default()
@@ -256,6 +283,7 @@ impl Collection {
             collection: self.name.to_string(),
             document_ids: keys.iter().map(|k| k.as_ref().to_owned()).collect(),
             database: self.client.database_field(),
+            transaction_id: self.transaction_field(),
             if_revision: options.if_revision.unwrap_or_default(),
             ..Default::default()
         };

@@ -113,6 +113,65 @@
 //! # }
 //! ```
 //!
+//! Transactions: [`Client::transaction`] runs a closure in a transaction, commits it,
+//! and runs it again when the commit loses a write conflict; [`Client::begin`] gives
+//! you the [`Transaction`] to drive yourself.
+//!
+//! ```no_run
+//! use serde_json::json;
+//! use themis_client::TxOptions;
+//!
+//! # async fn transactions(client: themis_client::Client) -> themis_client::Result<()> {
+//! // Retried on lost write conflicts (backoff with jitter, 10 attempts by default).
+//! let order_key = client
+//!     .transaction(TxOptions::default(), |tx| async move {
+//!         let stock = tx.collection("stock");
+//!         let item: Option<serde_json::Value> = stock.get("widget").await?;
+//!         let left = item.and_then(|i| i["count"].as_u64()).unwrap_or(0);
+//!         if left == 0 {
+//!             tx.rollback().await?;
+//!             return Ok(None);
+//!         }
+//!         stock.update("widget", &json!({ "count": left - 1 })).await?;
+//!         let order = tx.collection("orders").insert(&json!({ "item": "widget" })).await?;
+//!         Ok(Some(order.key))
+//!     })
+//!     .await?;
+//! println!("order: {order_key:?}");
+//!
+//! // By hand: dropping it without commit or rollback rolls it back.
+//! let tx = client.begin_with(TxOptions::serializable()).await?;
+//! tx.collection("audit").insert(&json!({ "event": "checked" })).await?;
+//! tx.commit().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Change subscriptions: a [`Subscription`] is a `Stream` of [`ChangeEvent`]s that
+//! resumes by itself — after falling behind, or after losing its connection — with no
+//! gap and no repeat.
+//!
+//! ```no_run
+//! use futures::TryStreamExt;
+//! use themis_client::SubscribeOptions;
+//!
+//! # async fn subscriptions(client: themis_client::Client) -> themis_client::Result<()> {
+//! let mut changes = client
+//!     .subscribe(
+//!         SubscribeOptions::collection("orders")
+//!             .filter("doc.total > 100")
+//!             .include_documents(true),
+//!     )
+//!     .await?;
+//! while let Some(change) = changes.try_next().await? {
+//!     println!("#{} {:?} {}: {:?}", change.sequence, change.kind, change.key, change.document);
+//! }
+//! // Ended by unsubscribe, a dropped collection, or an error; continue later with
+//! // SubscribeOptions::from_sequence(changes.last_sequence()).
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Admin, other databases, and raw requests:
 //!
 //! ```no_run
@@ -147,13 +206,20 @@
 //!
 //! * [`options`]: addresses (`host:port`, `themis://` URLs) and [`ClientOptions`].
 //! * `connection`: the multiplexed connection — reader and writer tasks, the table of
-//!   pending requests, timeouts, GOAWAY and EOF handling.
-//! * `client`: [`Client`], the handshake, `ping`, `raw_request`; the seam where a
-//!   connection pool and reconnection will plug in.
+//!   pending requests (one-shot answers and bounded streams of frames), timeouts,
+//!   GOAWAY and EOF handling.
+//! * `client`: [`Client`], the handshake, `ping`, `raw_request`, reconnecting with
+//!   the session token; the seam where a connection pool will plug in.
 //! * `collection`: [`Collection`], typed CRUD with serde.
 //! * `admin`: databases, collections, stats, indexes.
 //! * `query`: [`Query`], the AQL query builder, and [`QueryStream`], its results as
 //!   a typed `Stream` fetched batch by batch.
+//! * `transaction`: [`Transaction`], [`TxOptions`], and [`Client::transaction`], the
+//!   retry loop for lost write conflicts.
+//! * `subscription`: [`Subscription`], [`SubscribeOptions`], [`ChangeEvent`]; resuming
+//!   after lag, overflow and lost connections.
+//! * `retry`: [`RetryPolicy`], exponential backoff with jitter, shared by the two
+//!   above.
 //! * `error`: the one [`Error`] type.
 //!
 //! # Errors
@@ -163,7 +229,8 @@
 //! [`Error::is_not_found`], [`Error::is_conflict`] and [`Error::is_retryable`] answer
 //! the usual questions. No call hangs when the connection dies: requests in flight fail
 //! with [`Error::ConnectionClosed`] (or [`Error::GoAway`]), and each request is bounded
-//! by [`ClientOptions::request_timeout`].
+//! by [`ClientOptions::request_timeout`]. A [`Client`] does not reconnect by itself
+//! (connect again); a [`Subscription`] does, on a connection of its own.
 
 mod admin;
 mod client;
@@ -172,6 +239,9 @@ mod connection;
 mod error;
 pub mod options;
 mod query;
+mod retry;
+mod subscription;
+mod transaction;
 
 pub use admin::{CollectionInfo, CollectionStats, IndexInfo, IndexOptions};
 pub use client::Client;
@@ -181,6 +251,11 @@ pub use collection::{
 pub use error::{Error, ErrorKind, Result};
 pub use options::{ClientOptions, ConnectTarget, DEFAULT_DATABASE, DEFAULT_PORT};
 pub use query::{Query, QueryStats, QueryStream};
+pub use retry::RetryPolicy;
+pub use subscription::{
+    ChangeEvent, ChangeKind, SubscribeOptions, Subscription, DEFAULT_SUBSCRIPTION_BUFFER,
+};
+pub use transaction::{IsolationLevel, Transaction, TxOptions};
 
 /// The wire protocol crate's generated messages and codes, for
 /// [`Client::raw_request`] and [`Client::admin`].

@@ -14,12 +14,15 @@
 //!   `OP_CURSOR_CLOSE` from a spawned task (fire and forget); without a runtime to
 //!   spawn on, the server's idle TTL closes it instead.
 //! * After an error item the stream ends.
+//! * A query from [`crate::Transaction::query`] runs inside that transaction; its
+//!   cursor fetches need no transaction id (the server keeps the cursor's context).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -90,6 +93,8 @@ pub struct Query {
     aql: String,
     bind_vars: HashMap<String, Bytes>,
     batch_size: i32,
+    /// The transaction the query runs in, if any.
+    transaction: Option<Arc<str>>,
 }
 
 impl Client {
@@ -100,11 +105,24 @@ impl Client {
             aql: aql.into(),
             bind_vars: HashMap::new(),
             batch_size: 0,
+            transaction: None,
         }
     }
 }
 
 impl Query {
+    /// This query, run inside transaction `id`.
+    pub(crate) fn in_transaction(mut self, id: Arc<str>) -> Self {
+        self.transaction = Some(id);
+        self
+    }
+
+    /// The transaction the query runs in, if it came from
+    /// [`crate::Transaction::query`].
+    pub fn transaction_id(&self) -> Option<&str> {
+        self.transaction.as_deref()
+    }
+
     /// Binds `@name` (give the name without the `@`) to any serializable value. A
     /// value that cannot be turned into JSON is [`crate::Error::Serialization`].
     pub fn bind<T: Serialize>(mut self, name: &str, value: T) -> Result<Self> {
@@ -207,6 +225,7 @@ impl Query {
             bind_vars: self.bind_vars.clone(),
             batch_size: self.batch_size,
             database: self.client.database_field(),
+            transaction_id: self.transaction.as_deref().unwrap_or_default().to_owned(),
             explain,
             ..Default::default()
         }
