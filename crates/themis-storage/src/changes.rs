@@ -250,6 +250,8 @@ struct HubDb {
 #[derive(Default)]
 struct Hub {
     dbs: HashMap<u64, HubDb>,
+    /// Dropped databases (ids are never reused): a late registration ends at once.
+    dropped: std::collections::HashSet<u64>,
     next_slot: u64,
 }
 
@@ -387,7 +389,9 @@ impl ChangeFeed {
     /// are purged with its documents).
     pub(crate) fn drop_database(&self, db_id: u64) {
         lock(&self.commit).logs.remove(&db_id);
-        if let Some(db) = lock(&self.hub).dbs.remove(&db_id) {
+        let mut hub = lock(&self.hub);
+        hub.dropped.insert(db_id);
+        if let Some(db) = hub.dbs.remove(&db_id) {
             for slot in db.slots {
                 slot.state.store(DROPPED, Ordering::Release);
             }
@@ -417,6 +421,9 @@ impl ChangeFeed {
         let db_id = self.database_id(db)?;
         let first = lock(&self.commit).logs.get(&db_id).map_or(1, |l| l.first);
         let (slot, rx, published) = self.register(db_id, buffer);
+        if slot.1.load(Ordering::Acquire) == DROPPED {
+            return Err(crate::catalog::database_not_found(db));
+        }
         let start = from.unwrap_or(published);
         let fail = |m: String| {
             self.unregister(db_id, slot.0);
@@ -462,6 +469,12 @@ impl ChangeFeed {
         let mut hub = lock(&self.hub);
         hub.next_slot += 1;
         let id = hub.next_slot;
+        if hub.dropped.contains(&db_id) {
+            // Dropped between the caller's lookup and now: the sender goes away
+            // with `tx`, so the subscription ends as dropped.
+            state.store(DROPPED, Ordering::Release);
+            return ((id, state), rx, 0);
+        }
         let db = hub.dbs.entry(db_id).or_default();
         db.slots.push(Slot {
             id,
@@ -608,15 +621,8 @@ impl FeedSubscription {
     pub fn replay(&mut self, max: usize) -> Result<Option<Vec<Arc<ChangeRecord>>>> {
         match self.state.load(Ordering::Acquire) {
             DROPPED => return Ok(None),
-            LAGGED => {
-                // Overflowed while replaying: take a fresh queue, replay further.
-                self.feed.unregister(self.db_id, self.slot_id);
-                let ((id, state), rx, published) = self.feed.register(self.db_id, self.buffer);
-                self.slot_id = id;
-                self.state = state;
-                self.rx = rx;
-                self.replay_to = self.replay_to.max(published);
-            }
+            // Overflowed while replaying: replay further.
+            LAGGED => self.catch_up(),
             _ => {}
         }
         if self.next > self.replay_to {
@@ -647,6 +653,26 @@ impl FeedSubscription {
             self.next += 1;
         }
         Ok(Some(batch))
+    }
+
+    /// Whether the live queue overflowed (during a replay, [`Self::replay`] would
+    /// take a fresh one and replay further).
+    pub fn is_lagged(&self) -> bool {
+        self.state.load(Ordering::Acquire) == LAGGED
+    }
+
+    /// After [`FeedItem::Lagged`], continues from the log instead of ending: takes a
+    /// fresh live queue, and lets [`Self::replay`] hand out everything after
+    /// [`Self::last_sequence`] up to the newest published change. For a subscriber
+    /// whose queue overflowed because one commit brought more changes than it holds,
+    /// not because it is slow.
+    pub fn catch_up(&mut self) {
+        self.feed.unregister(self.db_id, self.slot_id);
+        let ((id, state), rx, published) = self.feed.register(self.db_id, self.buffer);
+        self.slot_id = id;
+        self.state = state;
+        self.rx = rx;
+        self.replay_to = self.replay_to.max(published);
     }
 
     /// The next live record (after [`Self::replay`] returned `None`).

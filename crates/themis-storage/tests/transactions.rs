@@ -431,6 +431,33 @@ async fn live_subscribers_get_durable_changes_in_order_and_a_full_queue_lags() {
 }
 
 #[tokio::test]
+async fn a_commit_larger_than_the_queue_is_caught_up_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let mut sub = s.changes().subscribe(DB, None, 4).unwrap();
+    assert!(sub.replay(16).unwrap().is_none());
+    seed(&s, "c", (0..10).map(|i| json!({ "i": i })).collect()).await;
+    let mut got = Vec::new();
+    loop {
+        match sub.next().await {
+            FeedItem::Change(r) => got.push(r.sequence),
+            FeedItem::Lagged => break,
+            FeedItem::Dropped => panic!("dropped"),
+        }
+    }
+    sub.catch_up();
+    while let Some(batch) = sub.replay(3).unwrap() {
+        got.extend(batch.iter().map(|r| r.sequence));
+    }
+    seed(&s, "c", vec![json!({"live": true})]).await;
+    match sub.next().await {
+        FeedItem::Change(r) => got.push(r.sequence),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(got, (1..=11).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn a_replay_hands_over_to_live_changes_without_gap_or_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
