@@ -187,7 +187,8 @@ pub(crate) fn compile(
         bind_vars,
         used_binds: HashSet::new(),
         db,
-        snap,
+        snap: Some(snap),
+        standalone: "",
         next_slot: 0,
         depth: 0,
         sub_explain: Vec::new(),
@@ -205,6 +206,37 @@ pub(crate) fn compile(
         }
     }
     Ok(plan)
+}
+
+/// Compiles a standalone expression, such as a subscription filter: `vars` are its
+/// variables, in slots `0..vars.len()`; returns the expression and how many slots a
+/// row for it needs. Such an expression reads nothing but its variables: collections,
+/// bind parameters, subqueries and the executor's functions (`DOCUMENT()`, …) are
+/// refused here, naming `context` ("a subscription filter"), so evaluating it never
+/// needs storage.
+pub(crate) fn compile_expression(
+    expr: &Expr,
+    vars: &[&str],
+    context: &str,
+) -> Result<(CExpr, usize), QueryError> {
+    let no_binds = BTreeMap::new();
+    let mut c = Compiler {
+        bind_vars: &no_binds,
+        used_binds: HashSet::new(),
+        db: "",
+        snap: None,
+        standalone: context,
+        next_slot: 0,
+        depth: 0,
+        sub_explain: Vec::new(),
+    };
+    let mut scope = Scope::default();
+    for name in vars {
+        let slot = c.slot();
+        scope.vars.push((name.to_string(), slot));
+    }
+    let e = c.expr(expr, &mut scope)?;
+    Ok((e, c.next_slot))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -226,7 +258,10 @@ struct Compiler<'a> {
     bind_vars: &'a BTreeMap<String, Value>,
     used_binds: HashSet<String>,
     db: &'a str,
-    snap: &'a QuerySnapshot,
+    /// `None` for a standalone expression ([`compile_expression`]).
+    snap: Option<&'a QuerySnapshot>,
+    /// What a standalone expression is, for its error messages.
+    standalone: &'a str,
     next_slot: usize,
     /// How deeply the (sub)query being compiled is nested, for EXPLAIN's indent.
     depth: usize,
@@ -274,6 +309,9 @@ impl<'a> Compiler<'a> {
     /// The collection name a `@@name` parameter gives: in bind_vars as `"@name"`
     /// (ArangoDB's convention), or as `"name"`; it must be a string.
     fn bind_collection(&mut self, name: &str, span: Span) -> Result<String, QueryError> {
+        if self.snap.is_none() {
+            return self.bind(&format!("@{name}"), span).map(|_| String::new());
+        }
         let at = format!("@{name}");
         let value = if self.bind_vars.contains_key(&at) {
             self.bind(&at, span)?
@@ -300,7 +338,16 @@ impl<'a> Compiler<'a> {
     /// The collection `name` of the query's database. An unknown name is an error in
     /// the query (ERR_QUERY), like an unknown function or bind parameter.
     fn resolve_collection(&self, name: &str, span: Span) -> Result<CollectionHandle, QueryError> {
-        self.snap.collection(self.db, name).map_err(|_| {
+        let Some(snap) = self.snap else {
+            return Err(QueryError::semantic(
+                format!(
+                    "unknown variable '{name}': {} can use only `doc` (the changed document) and cannot read collections",
+                    self.standalone
+                ),
+                span,
+            ));
+        };
+        snap.collection(self.db, name).map_err(|_| {
             QueryError::semantic(
                 format!(
                     "collection or variable '{name}' not found in database '{}': create the collection, or declare the variable before using it",
@@ -312,6 +359,15 @@ impl<'a> Compiler<'a> {
     }
 
     fn bind(&mut self, name: &str, span: Span) -> Result<Value, QueryError> {
+        if self.snap.is_none() {
+            return Err(QueryError::semantic(
+                format!(
+                    "bind parameter '@{name}' cannot be used in {}: write the value into it",
+                    self.standalone
+                ),
+                span,
+            ));
+        }
         self.used_binds.insert(name.to_string());
         self.bind_vars.get(name).cloned().ok_or_else(|| {
             QueryError::semantic(
@@ -658,8 +714,13 @@ impl<'a> Compiler<'a> {
             ));
         };
         let handle = self.resolve_collection(&name, span)?;
-        let indexes = self
-            .snap
+        let Some(snap) = self.snap else {
+            return Err(QueryError::semantic(
+                "collections cannot be read here",
+                span,
+            ));
+        };
+        let indexes = snap
             .indexes(&handle)
             .map_err(|e| QueryError::runtime(e.to_string()))?;
 
@@ -1038,10 +1099,28 @@ impl<'a> Compiler<'a> {
                     cargs.push(self.expr(a, scope)?);
                 }
                 if functions::is_executor_function(name) {
+                    if self.snap.is_none() {
+                        return Err(QueryError::semantic(
+                            format!(
+                                "{name}() reads the database or the query's context and cannot be used in {}: use the attributes of `doc` and plain functions",
+                                self.standalone
+                            ),
+                            e.span,
+                        ));
+                    }
                     CExpr::Context(name.clone(), cargs)
                 } else {
                     CExpr::Call(name.clone(), cargs)
                 }
+            }
+            ExprKind::Subquery(_) if self.snap.is_none() => {
+                return Err(QueryError::semantic(
+                    format!(
+                        "subqueries cannot be used in {}: use array operators such as doc.items[* FILTER CURRENT.qty > 1] instead",
+                        self.standalone
+                    ),
+                    e.span,
+                ));
             }
             ExprKind::Subquery(q) => {
                 let mut inner = scope.clone();

@@ -248,7 +248,7 @@ impl ReadCursor {
             .max_runtime
             .map(|d| call_started + d.saturating_sub(self.busy));
         let mut cx = Cx {
-            snap: &self.snap,
+            snap: Some(&self.snap),
             db: &self.db,
             stats: &mut self.stats,
             mem: &mut self.mem,
@@ -417,7 +417,7 @@ fn execute_write(
     let mut results = Vec::new();
     let mut seen = HashSet::new();
     let mut cx = Cx {
-        snap,
+        snap: Some(snap),
         db,
         stats: &mut stats,
         mem: &mut mem,
@@ -524,7 +524,9 @@ fn row_size(row: &Row) -> usize {
 type Row = Vec<Value>;
 
 struct Cx<'a> {
-    snap: &'a QuerySnapshot,
+    /// `None` for a standalone expression ([`eval_standalone`]), which its compiler
+    /// made sure reads no storage.
+    snap: Option<&'a QuerySnapshot>,
     db: &'a str,
     stats: &'a mut Stats,
     mem: &'a mut Mem,
@@ -534,7 +536,16 @@ struct Cx<'a> {
     write: Option<&'a mut WriteTx>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    fn snap(&self) -> Result<&'a QuerySnapshot, QueryError> {
+        self.snap.ok_or_else(|| {
+            QueryError::new(
+                ErrorKind::Internal,
+                "this expression cannot read the database (it was compiled without storage)",
+            )
+        })
+    }
+
     /// Checks the time limit every few hundred rows.
     fn tick(&mut self) -> Result<(), QueryError> {
         self.ticks = self.ticks.wrapping_add(1);
@@ -668,7 +679,7 @@ impl ForNode {
                 ))),
             },
             Source::Collection { handle, access } => match access {
-                Access::Scan => Ok(SourceIter::Docs(VecDeque::from([cx.snap.scan(handle)]))),
+                Access::Scan => Ok(SourceIter::Docs(VecDeque::from([cx.snap()?.scan(handle)]))),
                 Access::Primary(keys) => {
                     let keys = match eval(keys, row, cx)? {
                         Value::Array(ks) => ks,
@@ -682,7 +693,7 @@ impl ForNode {
                             continue;
                         }
                         cx.stats.index_lookups += 1;
-                        if let Some(bytes) = cx.snap.get(handle, &k).map_err(storage_error)? {
+                        if let Some(bytes) = cx.snap()?.get(handle, &k).map_err(storage_error)? {
                             docs.push(read_doc(cx, Ok(bytes))?);
                         }
                     }
@@ -718,7 +729,7 @@ impl ForNode {
                                 upper,
                             };
                             Ok(SourceIter::Docs(VecDeque::from([
-                                cx.snap.index_scan(handle, index, range, *reverse),
+                                cx.snap()?.index_scan(handle, index, range, *reverse),
                             ])))
                         }
                         Some(values) => {
@@ -733,7 +744,7 @@ impl ForNode {
                                 let mut eq = eq_values.clone();
                                 eq.push(v);
                                 cx.stats.index_lookups += 1;
-                                scans.push_back(cx.snap.index_scan(
+                                scans.push_back(cx.snap()?.index_scan(
                                     handle,
                                     index,
                                     IndexRange {
@@ -1250,7 +1261,7 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
             // with the evaluation.
             let before = cx.mem.used;
             let mut docs = Vec::new();
-            for item in cx.snap.scan(handle) {
+            for item in cx.snap()?.scan(handle) {
                 let doc = read_doc(cx, item)?;
                 cx.mem.charge(approx_size(&doc))?;
                 docs.push(doc);
@@ -1401,6 +1412,28 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
     })
 }
 
+/// Evaluates an expression of [`compile::compile_expression`] on `row`, without
+/// storage or query context (its compiler refused whatever would need them).
+pub(crate) fn eval_standalone(
+    e: &CExpr,
+    row: &Row,
+    opts: &QueryOptions,
+) -> Result<Value, QueryError> {
+    let mut stats = Stats::default();
+    let mut mem = Mem::new(opts.memory_limit_bytes);
+    let mut cx = Cx {
+        snap: None,
+        db: "",
+        stats: &mut stats,
+        mem: &mut mem,
+        opts,
+        deadline: None,
+        ticks: 0,
+        write: None,
+    };
+    eval(e, row, &mut cx)
+}
+
 fn index_value(base: Value, idx: &Value) -> Value {
     match (base, idx) {
         (Value::Array(mut xs), Value::Number(n)) => {
@@ -1451,7 +1484,7 @@ fn context_function(cx: &mut Cx, name: &str, args: Vec<Value>) -> Result<Value, 
             .map(Value::String)
             .unwrap_or(Value::Null)),
         "COLLECTIONS" => {
-            let colls = cx.snap.collections(cx.db).map_err(storage_error)?;
+            let colls = cx.snap()?.collections(cx.db).map_err(storage_error)?;
             Ok(Value::Array(
                 colls
                     .into_iter()
@@ -1468,9 +1501,9 @@ fn context_function(cx: &mut Cx, name: &str, args: Vec<Value>) -> Result<Value, 
                     ))
                 }
             };
-            let handle = cx.snap.collection(cx.db, &coll).map_err(storage_error)?;
+            let handle = cx.snap()?.collection(cx.db, &coll).map_err(storage_error)?;
             let mut n = 0u64;
-            for item in cx.snap.scan(&handle) {
+            for item in cx.snap()?.scan(&handle) {
                 item.map_err(storage_error)?;
                 n += 1;
                 cx.tick()?;
@@ -1491,11 +1524,11 @@ fn document(cx: &mut Cx, args: Vec<Value>) -> Result<Value, QueryError> {
         if themis_storage::validate_key(key).is_err() {
             return Ok(Value::Null);
         }
-        let Ok(handle) = cx.snap.collection(cx.db, coll) else {
+        let Ok(handle) = cx.snap()?.collection(cx.db, coll) else {
             return Ok(Value::Null);
         };
         cx.stats.index_lookups += 1;
-        match cx.snap.get(&handle, key).map_err(storage_error)? {
+        match cx.snap()?.get(&handle, key).map_err(storage_error)? {
             Some(b) => read_doc(cx, Ok(b)),
             None => Ok(Value::Null),
         }

@@ -12,6 +12,7 @@ pub mod ast;
 mod compile;
 pub mod error;
 pub mod exec;
+pub mod filter;
 pub mod functions;
 mod lexer;
 pub mod parser;

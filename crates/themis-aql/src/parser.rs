@@ -69,6 +69,27 @@ const OPERATIONS: &str =
 
 /// Parses a whole query. The error carries its span and the query text.
 pub fn parse(text: &str) -> Result<Query, QueryError> {
+    parse_with(text, |parser| parser.parse_query(QueryEnd::Eof))
+}
+
+/// Parses a standalone expression, such as a subscription filter: the whole text is
+/// one expression. The error carries its span and the text.
+pub(crate) fn parse_expression(text: &str) -> Result<Expr, QueryError> {
+    parse_with(text, |parser| {
+        let expr = parser.parse_expr()?;
+        if !matches!(parser.peek().kind, TokenKind::Eof) {
+            return Err(
+                parser.unexpected("the end of the expression (combine conditions with AND / OR)")
+            );
+        }
+        Ok(expr)
+    })
+}
+
+fn parse_with<T>(
+    text: &str,
+    parse: impl FnOnce(&mut Parser) -> Result<T, QueryError>,
+) -> Result<T, QueryError> {
     let lexer::Lexed { tokens, error } = lexer::tokenize(text);
     let mut parser = Parser {
         src: text,
@@ -79,7 +100,7 @@ pub fn parse(text: &str) -> Result<Query, QueryError> {
         depth: 0,
         stack_base: stack_position(),
     };
-    let result = parser.parse_query(QueryEnd::Eof);
+    let result = parse(&mut parser);
     // The tokens stop where a lexical error is. If the parser got that far, whatever
     // it would say there is a consequence of the bad token, so report that instead;
     // an error it found earlier comes first in the text and wins.

@@ -94,6 +94,20 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("storage", &["sync", "cache_size_mb"]),
     ("query", &["memory_limit", "max_runtime"]),
+    (
+        "transactions",
+        &["idle_timeout", "max_idle_timeout", "max_per_connection"],
+    ),
+    (
+        "subscriptions",
+        &[
+            "buffer_events",
+            "max_per_connection",
+            "change_log_retention",
+            "change_log_max_bytes",
+            "prune_interval",
+        ],
+    ),
 ];
 
 /// A fully commented `themis.conf` holding every setting at its default.
@@ -181,6 +195,32 @@ cache_size_mb = 64
 memory_limit = 256MiB
 # Longest a query may run; beyond it the query fails with a clear error.
 max_runtime = 300
+
+[transactions]
+# A transaction with no request for this long is rolled back; BEGIN_TX may ask for
+# another timeout with timeout_ms (0 = this one).
+idle_timeout = 60
+# The longest idle timeout a BEGIN_TX may ask for; longer requests get this one.
+max_idle_timeout = 1h
+# Transactions one connection may have open at once; the next BEGIN_TX fails with
+# ERR_RESOURCE_EXHAUSTED.
+max_per_connection = 16
+
+[subscriptions]
+# Changes one subscription may have waiting for its connection; a subscriber that
+# falls further behind gets END "lagged" with a resume_sequence to subscribe again
+# from. Each waiting change holds its document.
+buffer_events = 1024
+# Subscriptions one connection may hold; the next SUBSCRIBE gets
+# ERR_RESOURCE_EXHAUSTED.
+max_per_connection = 64
+# How long each database keeps its change log: the window in which a subscriber can
+# resume with from_sequence.
+change_log_retention = 24h
+# Largest change log per database; the oldest changes beyond it are removed.
+change_log_max_bytes = 256MiB
+# How often the change log is trimmed to the two limits above (also once at start).
+prune_interval = 60
 "#;
 
 /// All settings. Built by [`Config::load`]; every field may also be assigned directly.
@@ -194,6 +234,10 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[query]`
     pub query: QueryConfig,
+    /// `[transactions]`
+    pub transactions: TransactionsConfig,
+    /// `[subscriptions]`
+    pub subscriptions: SubscriptionsConfig,
 }
 
 /// `[server]`
@@ -351,6 +395,51 @@ impl Default for QueryConfig {
         Self {
             memory_limit: 256 * MIB,
             max_runtime: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[transactions]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionsConfig {
+    /// Idle timeout of a transaction whose BEGIN_TX leaves `timeout_ms` at 0.
+    pub idle_timeout: Duration,
+    /// Upper bound on the `timeout_ms` a BEGIN_TX may ask for.
+    pub max_idle_timeout: Duration,
+    pub max_per_connection: usize,
+}
+
+impl Default for TransactionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            max_idle_timeout: Duration::from_secs(3600),
+            max_per_connection: 16,
+        }
+    }
+}
+
+/// `[subscriptions]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionsConfig {
+    /// Live changes one subscription may have queued before it ends as lagged.
+    pub buffer_events: usize,
+    pub max_per_connection: usize,
+    /// Change-log records older than this are pruned.
+    pub change_log_retention: Duration,
+    /// Per database: the oldest change-log records beyond this many bytes are pruned.
+    pub change_log_max_bytes: u64,
+    pub prune_interval: Duration,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        Self {
+            buffer_events: 1024,
+            max_per_connection: 64,
+            change_log_retention: Duration::from_secs(24 * 3600),
+            change_log_max_bytes: 256 * MIB,
+            prune_interval: Duration::from_secs(60),
         }
     }
 }
@@ -586,6 +675,15 @@ impl Config {
                     .to_string(),
             ));
         }
+        let txs = &self.transactions;
+        if txs.idle_timeout > txs.max_idle_timeout {
+            return Err(ConfigError::Inconsistent(format!(
+                "[transactions] idle_timeout ({}) is longer than max_idle_timeout ({}): \
+                 raise max_idle_timeout or lower idle_timeout",
+                duration_text(txs.idle_timeout),
+                duration_text(txs.max_idle_timeout)
+            )));
+        }
         let mut warnings = Vec::new();
         if tls.enabled {
             warnings.push(TLS_NOT_ENABLED_WARNING.to_string());
@@ -805,6 +903,30 @@ impl Config {
                 self.query.memory_limit = parse_size(v, MIB, 1024 * 1024 * MIB)?
             }
             ("query", "max_runtime") => self.query.max_runtime = parse_duration(v, false)?,
+            ("transactions", "idle_timeout") => {
+                self.transactions.idle_timeout = parse_duration(v, false)?
+            }
+            ("transactions", "max_idle_timeout") => {
+                self.transactions.max_idle_timeout = parse_duration(v, false)?
+            }
+            ("transactions", "max_per_connection") => {
+                self.transactions.max_per_connection = parse_int(v, 1, 1_000_000)? as usize
+            }
+            ("subscriptions", "buffer_events") => {
+                self.subscriptions.buffer_events = parse_int(v, 1, 1_000_000)? as usize
+            }
+            ("subscriptions", "max_per_connection") => {
+                self.subscriptions.max_per_connection = parse_int(v, 1, 100_000)? as usize
+            }
+            ("subscriptions", "change_log_retention") => {
+                self.subscriptions.change_log_retention = parse_duration(v, false)?
+            }
+            ("subscriptions", "change_log_max_bytes") => {
+                self.subscriptions.change_log_max_bytes = parse_size(v, 1024, 1024 * 1024 * MIB)?
+            }
+            ("subscriptions", "prune_interval") => {
+                self.subscriptions.prune_interval = parse_duration(v, false)?
+            }
             // Unreachable while SECTIONS and this match agree; a test checks they do.
             _ => return Err("a setting this build knows".to_string()),
         }
@@ -849,6 +971,24 @@ impl Config {
             ("storage", "cache_size_mb") => self.storage.cache_size_mb.to_string(),
             ("query", "memory_limit") => size_text(self.query.memory_limit),
             ("query", "max_runtime") => duration_text(self.query.max_runtime),
+            ("transactions", "idle_timeout") => duration_text(self.transactions.idle_timeout),
+            ("transactions", "max_idle_timeout") => {
+                duration_text(self.transactions.max_idle_timeout)
+            }
+            ("transactions", "max_per_connection") => {
+                self.transactions.max_per_connection.to_string()
+            }
+            ("subscriptions", "buffer_events") => self.subscriptions.buffer_events.to_string(),
+            ("subscriptions", "max_per_connection") => {
+                self.subscriptions.max_per_connection.to_string()
+            }
+            ("subscriptions", "change_log_retention") => {
+                duration_text(self.subscriptions.change_log_retention)
+            }
+            ("subscriptions", "change_log_max_bytes") => {
+                size_text(self.subscriptions.change_log_max_bytes)
+            }
+            ("subscriptions", "prune_interval") => duration_text(self.subscriptions.prune_interval),
             _ => String::new(),
         }
     }
@@ -1693,6 +1833,48 @@ tls_require_client_cert = true
         assert_eq!(edit_distance("prot", "port"), 1);
         assert_eq!(closest("prot", ["port", "sync"].into_iter()), Some("port"));
         assert_eq!(closest("xyzzy", ["port", "sync"].into_iter()), None);
+    }
+
+    #[test]
+    fn transactions_section() {
+        let (c, warnings) = parse(
+            "[transactions]\nidle_timeout = 250ms\nmax_idle_timeout = 5m\nmax_per_connection = 4\n",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.transactions.idle_timeout, Duration::from_millis(250));
+        assert_eq!(c.transactions.max_idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.transactions.max_per_connection, 4);
+        let e = err_text("[transactions]\nmax_per_connection = 0\n");
+        assert!(e.contains("expected an integer 1-1000000"), "{e}");
+        let e = err_text("[transactions]\nidle_timeout = 2h\n");
+        assert_eq!(
+            e,
+            "invalid configuration: [transactions] idle_timeout (7200) is longer than \
+             max_idle_timeout (3600): raise max_idle_timeout or lower idle_timeout"
+        );
+    }
+
+    #[test]
+    fn subscriptions_section() {
+        let (c, warnings) = parse(
+            "[subscriptions]\nbuffer_events = 16\nmax_per_connection = 2\n\
+             change_log_retention = 5m\nchange_log_max_bytes = 4KiB\nprune_interval = 250ms\n",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let s = &c.subscriptions;
+        assert_eq!(s.buffer_events, 16);
+        assert_eq!(s.max_per_connection, 2);
+        assert_eq!(s.change_log_retention, Duration::from_secs(300));
+        assert_eq!(s.change_log_max_bytes, 4096);
+        assert_eq!(s.prune_interval, Duration::from_millis(250));
+        let e = err_text("[subscriptions]\nbuffer_events = 0\n");
+        assert!(e.contains("expected an integer 1-1000000"), "{e}");
+        let e = err_text("[subscriptions]\nchange_log_max_bytes = 10\n");
+        assert!(e.contains("expected a size from 1KiB"), "{e}");
+        let e = err_text("[subscriptions]\nprune_interval = 0\n");
+        assert!(e.contains("expected a duration above 0"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!                      │  in-flight permits, idle/handshake      ▼   + permit
 //!                      │  timeouts, shutdown                 writer task ──write──▶ socket
 //!                      └──────── errors / PONG / GOAWAY ────────▲
+//!                                  subscription tasks ── OP_EVENT ──┘
+//!                                  (each frame + bytes of the event budget)
 //! ```
 //!
 //! Invariants:
@@ -13,6 +15,10 @@
 //!   permit travels with its response frame until the writer has written it. When all
 //!   permits are taken the reader stops reading: backpressure, never unbounded queues,
 //!   even against a client that sends but never reads.
+//! * Events are not requests: they take their own budget, [`EVENT_BUDGET_BYTES`] of
+//!   queued event frames per connection ([`EventSink`]), so they never hold a request's
+//!   permit, and a subscription whose client does not read waits for that budget
+//!   instead of queueing (its change feed then reports it as lagged).
 //! * Before a successful handshake only PING and HANDSHAKE are served, one at a time.
 //! * Responses leave in completion order; the writer drains whatever is queued into
 //!   one `write` call.
@@ -48,6 +54,9 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// During shutdown, at most this many late requests get an explicit UNAVAILABLE answer.
 const MAX_REFUSALS_WHILE_DRAINING: usize = 1024;
+/// Bytes of event frames one connection may have queued for its writer. A frame
+/// larger than this takes the whole budget, so it still goes, alone.
+pub(crate) const EVENT_BUDGET_BYTES: usize = 1024 * 1024;
 
 /// Sets a connection's cancel flag when its task ends, however it ends.
 struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
@@ -65,6 +74,72 @@ struct Outgoing {
 }
 
 type Tx = mpsc::UnboundedSender<Outgoing>;
+
+/// Where a connection's subscriptions put their OP_EVENT frames: the connection's
+/// writer, through a budget of [`EVENT_BUDGET_BYTES`] that a frame holds until it is
+/// written. Cloned into each subscription task.
+#[derive(Clone)]
+pub(crate) struct EventSink {
+    tx: Tx,
+    budget: Arc<Semaphore>,
+    /// Set when a send had to wait for the budget: the client is not keeping up.
+    waited: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EventSink {
+    fn new(tx: Tx) -> Self {
+        Self {
+            tx,
+            budget: Arc::new(Semaphore::new(EVENT_BUDGET_BYTES)),
+            waited: Arc::default(),
+        }
+    }
+
+    /// Queues `frame` once the budget has room for it: waits while the client is not
+    /// reading. `false` when the connection's writer is gone.
+    pub(crate) async fn send(&self, frame: Bytes) -> bool {
+        let cost = frame.len().clamp(1, EVENT_BUDGET_BYTES) as u32;
+        let permit = match self.budget.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.waited
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let Ok(permit) = self.budget.clone().acquire_many_owned(cost).await else {
+                    return false;
+                };
+                permit
+            }
+        };
+        self.tx
+            .send(Outgoing {
+                frame,
+                _permit: Some(permit),
+            })
+            .is_ok()
+    }
+
+    /// Whether a send had to wait for the budget (the client did not keep up with
+    /// its events) since [`Self::clear_waited`].
+    pub(crate) fn waited(&self) -> bool {
+        self.waited.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear_waited(&self) {
+        self.waited
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Queues `frame` without waiting for the budget: for a subscription's one final
+    /// `END` event, which must not wait for a client that may never read again.
+    pub(crate) fn send_final(&self, frame: Bytes) -> bool {
+        self.tx
+            .send(Outgoing {
+                frame,
+                _permit: None,
+            })
+            .is_ok()
+    }
+}
 
 /// Why the reader stopped.
 enum ReadEnd {
@@ -149,6 +224,7 @@ pub(crate) async fn serve(
     let inflight = Arc::new(Semaphore::new(max_in_flight));
     let mut session: Option<Arc<Session>> = None;
     let conn = Arc::new(handlers::ConnState::default());
+    conn.subscriptions.open(EventSink::new(tx.clone()));
     // However the connection ends, its running queries stop.
     let _cancel_on_close = CancelOnDrop(conn.cancel.clone());
     let accepted_at = Instant::now();
@@ -280,6 +356,9 @@ pub(crate) async fn serve(
         }
     };
 
+    // Subscriptions end with the reader: their tasks stop (without END: the connection
+    // is going away, with GOAWAY where it says why) and release the writer.
+    conn.subscriptions.close();
     let closing = match end {
         ReadEnd::Eof { truncated } => {
             if truncated {
@@ -472,6 +551,11 @@ fn spawn_request(
                 frame,
                 _permit: Some(permit),
             });
+            if opcode == OpCode::OpSubscribe {
+                // Only now, with the SubscribeResponse queued ahead of them, may the
+                // subscription's events follow.
+                conn.subscriptions.start(request_id, &shared);
+            }
         }
         .instrument(span),
     );

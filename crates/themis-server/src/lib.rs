@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub queries: pools::ThreadPool,
     pub codec: FrameCodec,
     pub node_id: String,
+    /// Subscription tasks running, on every connection.
+    pub open_subscriptions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Errors that stop the server from starting. Each names what to fix.

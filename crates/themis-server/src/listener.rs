@@ -8,8 +8,12 @@
 //! accepting, each connection sends `OP_GOAWAY shutdown`, finishes its in-flight
 //! requests, and closes; then storage is flushed. [`ServerHandle::shutdown`] returns
 //! once all of that is done (or `shutdown_grace` ran out).
+//!
+//! Beside the connections runs one housekeeping task: trimming the change log to the
+//! `[subscriptions]` retention, at start and every `prune_interval`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +24,7 @@ use tracing::{info, warn, Instrument};
 
 use themis_proto::wire::{self, ErrorCode};
 use themis_proto::{ErrorExt, FrameCodec};
-use themis_storage::DocumentStore;
+use themis_storage::{DocumentStore, Retention};
 
 use crate::connection::{self, send_error_and_close};
 use crate::pools::ThreadPool;
@@ -43,6 +47,7 @@ pub struct ServerHandle {
     shutdown_tx: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     store: Arc<DocumentStore>,
+    open_subscriptions: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -88,9 +93,16 @@ impl Server {
             queries: ThreadPool::new("query", QUERY_THREADS).map_err(StartError::Threads)?,
             store: store.clone(),
             node_id,
+            open_subscriptions: Arc::new(AtomicUsize::new(0)),
             config,
         });
+        let open_subscriptions = shared.open_subscriptions.clone();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        tokio::spawn(prune_change_log(
+            store.clone(),
+            &shared.config,
+            shutdown_rx.clone(),
+        ));
         let task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
         info!(%local_addr, data_dir, "ThemisDB wire protocol v1 listening");
         Ok(ServerHandle {
@@ -98,6 +110,7 @@ impl Server {
             shutdown_tx,
             task,
             store,
+            open_subscriptions,
         })
     }
 }
@@ -111,6 +124,12 @@ impl ServerHandle {
     /// The storage engine this server writes to.
     pub fn store(&self) -> &Arc<DocumentStore> {
         &self.store
+    }
+
+    /// How many subscriptions are streaming events, on all connections (each is one
+    /// task; it ends with its subscription or its connection).
+    pub fn open_subscriptions(&self) -> usize {
+        self.open_subscriptions.load(Ordering::Relaxed)
     }
 
     /// Graceful shutdown: stop accepting, GOAWAY every connection, let in-flight
@@ -186,6 +205,35 @@ async fn accept_loop(
             "shutdown grace expired; closing remaining connections"
         );
         connections.shutdown().await;
+    }
+}
+
+/// Trims the change log to the configured retention now and every `prune_interval`,
+/// until shutdown. Pruning deletes from storage, so it runs on a blocking thread.
+fn prune_change_log(
+    store: Arc<DocumentStore>,
+    config: &Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let retention = Retention {
+        max_age: config.subscriptions.change_log_retention,
+        max_bytes: config.subscriptions.change_log_max_bytes,
+    };
+    let every = config.subscriptions.prune_interval;
+    async move {
+        loop {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.changes().prune(retention)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => info!(removed, "change log pruned to its retention"),
+                Ok(Err(e)) => warn!(error = %e, "pruning the change log failed; retrying later"),
+                Err(e) => warn!(error = %e, "pruning the change log did not finish"),
+            }
+            tokio::select! {
+                _ = crate::stopped(&mut shutdown) => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
     }
 }
 

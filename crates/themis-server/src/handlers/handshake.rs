@@ -17,8 +17,12 @@ use crate::Shared;
 use super::fail;
 
 /// Features this server version serves.
-pub const SERVER_FEATURES: u64 =
-    features::MULTIPLEXING | features::CURSORS | features::BULK_WRITES | features::ADMIN;
+pub const SERVER_FEATURES: u64 = features::MULTIPLEXING
+    | features::CURSORS
+    | features::TRANSACTIONS
+    | features::SUBSCRIPTIONS
+    | features::BULK_WRITES
+    | features::ADMIN;
 
 /// Runs a handshake; on success also returns the session to bind the connection to.
 pub(crate) async fn handle(

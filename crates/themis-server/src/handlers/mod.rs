@@ -10,6 +10,8 @@ pub mod admin;
 pub mod documents;
 pub mod handshake;
 pub mod query;
+pub mod subscriptions;
+pub mod transactions;
 
 use bytes::Bytes;
 use themis_proto::wire::{self, ErrorCode, OpCode};
@@ -26,7 +28,12 @@ use crate::Shared;
 #[derive(Default)]
 pub(crate) struct ConnState {
     pub cursors: query::Cursors,
+    /// Its open transactions; dropping them (with this state, once the connection
+    /// has closed) rolls them back.
+    pub transactions: std::sync::Arc<transactions::Transactions>,
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Its subscriptions; they end when the connection closes.
+    pub subscriptions: subscriptions::Subscriptions,
 }
 
 /// Runs an authenticated request and returns its encoded response frame.
@@ -44,22 +51,25 @@ pub(crate) async fn dispatch(
             codec,
             op,
             request_id,
-            &documents::create(shared, session, r).await,
+            &documents::create(shared, session, conn, r).await,
         ),
-        Request::Read(r) => {
-            response_frame(codec, op, request_id, &documents::read(shared, session, r))
-        }
+        Request::Read(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &documents::read(shared, session, conn, r).await,
+        ),
         Request::Update(r) => response_frame(
             codec,
             op,
             request_id,
-            &documents::update(shared, session, r).await,
+            &documents::update(shared, session, conn, r).await,
         ),
         Request::Delete(r) => response_frame(
             codec,
             op,
             request_id,
-            &documents::delete(shared, session, r).await,
+            &documents::delete(shared, session, conn, r).await,
         ),
         Request::Admin(r) => response_frame(
             codec,
@@ -87,11 +97,37 @@ pub(crate) async fn dispatch(
             &query::cursor_close(&conn.cursors, r),
         ),
         // Transactions.
-        Request::BeginTx(_) | Request::CommitTx(_) | Request::RollbackTx(_) => {
-            unsupported(codec, op, request_id)
-        }
+        Request::BeginTx(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &transactions::begin(shared, session, conn, r).await,
+        ),
+        Request::CommitTx(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &transactions::commit(shared, conn, r).await,
+        ),
+        Request::RollbackTx(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &transactions::rollback(conn, r).await,
+        ),
         // Subscriptions.
-        Request::Subscribe(_) | Request::Unsubscribe(_) => unsupported(codec, op, request_id),
+        Request::Subscribe(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &subscriptions::subscribe(shared, session, &conn.subscriptions, request_id, r),
+        ),
+        Request::Unsubscribe(r) => response_frame(
+            codec,
+            op,
+            request_id,
+            &subscriptions::unsubscribe(&conn.subscriptions, r).await,
+        ),
         Request::Handshake(_) => unsupported(codec, op, request_id),
     }
 }
@@ -200,17 +236,4 @@ pub(crate) fn fail<R: TypedResponse>(e: wire::Error) -> R {
 
 pub(crate) fn invalid<R: TypedResponse>(message: impl Into<String>) -> R {
     R::failed(wire::Error::new(ErrorCode::ErrInvalidArgument, message))
-}
-
-/// Transactions arrive with a later server version; a request that names one must not
-/// silently run outside it.
-pub(crate) fn reject_transaction<R: TypedResponse>(transaction_id: &str) -> Option<R> {
-    (!transaction_id.is_empty()).then(|| {
-        R::failed(wire::Error::new(
-            ErrorCode::ErrTransaction,
-            format!(
-                "transaction '{transaction_id}' not found: this server version does not support transactions yet (leave transaction_id empty)"
-            ),
-        ))
-    })
 }

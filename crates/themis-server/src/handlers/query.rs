@@ -7,11 +7,18 @@
 //! a writer thread in one transaction, is acknowledged once durable, and its
 //! (materialised) results are served the same way.
 //!
+//! A query with a `transaction_id` runs inside that transaction (see
+//! `transactions`): a read query reads the transaction's view through a cursor like
+//! any other, a write query runs as one statement of the transaction and its results
+//! are served like those of any write query. A cursor opened in a transaction is
+//! closed when the transaction ends, and each fetch from it counts as a use of the
+//! transaction (for its idle timeout).
+//!
 //! Cursors belong to their connection: at most `MAX_CURSORS` open, each closed after
 //! `CURSOR_TTL` without a fetch, all dropped when the connection closes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,7 +31,8 @@ use themis_proto::wire::{
 };
 use themis_proto::ErrorExt;
 
-use super::{database, fail, invalid, job_error, reject_transaction, storage_error};
+use super::transactions::{Access, TxHandle};
+use super::{database, fail, invalid, job_error, storage_error};
 use crate::session::Session;
 use crate::Shared;
 
@@ -47,6 +55,20 @@ enum CursorKind {
 struct Entry {
     kind: Arc<Mutex<CursorKind>>,
     last_used: Instant,
+    /// The transaction the query ran in, if any: the cursor ends with it.
+    tx: Option<Weak<TxHandle>>,
+}
+
+impl Entry {
+    /// Whether the cursor may still be read: fetched recently, and its transaction
+    /// (if any) still open.
+    fn live(&self, now: Instant) -> bool {
+        now.duration_since(self.last_used) < CURSOR_TTL
+            && self
+                .tx
+                .as_ref()
+                .is_none_or(|t| t.upgrade().is_some_and(|t| t.is_open()))
+    }
 }
 
 /// The open cursors of one connection.
@@ -62,7 +84,12 @@ impl Cursors {
 
     fn expire(map: &mut HashMap<String, Entry>) {
         let now = Instant::now();
-        map.retain(|_, e| now.duration_since(e.last_used) < CURSOR_TTL);
+        map.retain(|_, e| e.live(now));
+    }
+
+    /// Closes the cursors of transactions that have ended (and idle ones).
+    pub(crate) fn close_ended(&self) {
+        Self::expire(&mut self.lock());
     }
 
     /// Fails when the connection has no free cursor slot (after expiring idle ones).
@@ -79,7 +106,7 @@ impl Cursors {
         ))
     }
 
-    fn park(&self, kind: CursorKind) -> Result<String, wire::Error> {
+    fn park(&self, kind: CursorKind, tx: Option<&Arc<TxHandle>>) -> Result<String, wire::Error> {
         let mut map = self.lock();
         Self::room(&mut map)?;
         let id = new_cursor_id();
@@ -88,6 +115,7 @@ impl Cursors {
             Entry {
                 kind: Arc::new(Mutex::new(kind)),
                 last_used: Instant::now(),
+                tx: tx.map(Arc::downgrade),
             },
         );
         Ok(id)
@@ -104,6 +132,9 @@ impl Cursors {
         Self::expire(&mut map);
         let e = map.get_mut(id)?;
         e.last_used = Instant::now();
+        if let Some(tx) = e.tx.as_ref().and_then(Weak::upgrade) {
+            tx.touch();
+        }
         Some(e.kind.clone())
     }
 
@@ -228,9 +259,6 @@ pub(crate) async fn query(
     req: QueryRequest,
 ) -> QueryResponse {
     let cursors = &conn.cursors;
-    if let Some(r) = reject_transaction(&req.transaction_id) {
-        return r;
-    }
     let mut bind_vars = BTreeMap::new();
     for (name, raw) in &req.bind_vars {
         match serde_json::from_slice::<Value>(raw) {
@@ -248,7 +276,26 @@ pub(crate) async fn query(
         Ok(p) => p,
         Err(e) => return fail(query_error(e)),
     };
-    let db = database(&req.database, session).to_string();
+    let tx = if req.transaction_id.is_empty() {
+        None
+    } else {
+        let access = if prepared.is_write() {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        match conn
+            .transactions
+            .find(&req.transaction_id, &req.database, access)
+        {
+            Ok(handle) => Some(handle),
+            Err(e) => return fail(e),
+        }
+    };
+    let db = match &tx {
+        Some(handle) => handle.database().to_string(),
+        None => database(&req.database, session).to_string(),
+    };
     let store = shared.store.clone();
     let opts = QueryOptions {
         cancel: Some(conn.cancel.clone()),
@@ -280,29 +327,60 @@ pub(crate) async fn query(
             return fail(e);
         }
     }
-    let mut kind = if prepared.is_write() {
-        let ran = shared
-            .writers
-            .run(move || exec::run_write(&store, &db, &prepared, &opts))
-            .await;
-        let (results, st, pending) = match ran {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return fail(query_error(e)),
-            Err(e) => return fail(job_error(e)),
-        };
-        if let Err(e) = pending.wait().await {
-            return fail(storage_error(e));
+    let mut kind = match (&tx, prepared.is_write()) {
+        (None, true) => {
+            let ran = shared
+                .writers
+                .run(move || exec::run_write(&store, &db, &prepared, &opts))
+                .await;
+            let (results, st, pending) = match ran {
+                Ok(Ok(done)) => done,
+                Ok(Err(e)) => return fail(query_error(e)),
+                Err(e) => return fail(job_error(e)),
+            };
+            if let Err(e) = pending.wait().await {
+                return fail(storage_error(e));
+            }
+            CursorKind::Materialised(results.into_iter(), st)
         }
-        CursorKind::Materialised(results.into_iter(), st)
-    } else {
-        let started_cursor = shared
-            .queries
-            .run(move || exec::run_read(&store, &db, &prepared, &opts))
-            .await;
-        match started_cursor {
-            Ok(Ok(c)) => CursorKind::Read(Box::new(c)),
-            Ok(Err(e)) => return fail(query_error(e)),
-            Err(e) => return fail(job_error(e)),
+        (None, false) => {
+            let started_cursor = shared
+                .queries
+                .run(move || exec::run_read(&store, &db, &prepared, &opts))
+                .await;
+            match started_cursor {
+                Ok(Ok(c)) => CursorKind::Read(Box::new(c)),
+                Ok(Err(e)) => return fail(query_error(e)),
+                Err(e) => return fail(job_error(e)),
+            }
+        }
+        // One statement of the transaction: its writes stay in the transaction, so
+        // there is nothing to wait for here.
+        (Some(handle), true) => {
+            let ran = conn
+                .transactions
+                .run(handle, &shared.queries, move |t| {
+                    exec::run_write_in(t, &prepared, &opts)
+                })
+                .await;
+            match ran {
+                Ok(Ok((results, st))) => CursorKind::Materialised(results.into_iter(), st),
+                Ok(Err(e)) => return fail(query_error(e)),
+                Err(e) => return fail(e),
+            }
+        }
+        (Some(handle), false) => {
+            let ran = conn
+                .transactions
+                .run(handle, &shared.queries, move |t| {
+                    let view = t.view().map_err(storage_error)?;
+                    exec::run_read_in(view, t.database(), &prepared, &opts).map_err(query_error)
+                })
+                .await;
+            match ran {
+                Ok(Ok(c)) => CursorKind::Read(Box::new(c)),
+                Ok(Err(e)) | Err(e) => return fail(e),
+            }
         }
     };
     let first = shared
@@ -323,15 +401,17 @@ pub(crate) async fn query(
     st.execution_time_us = started.elapsed().as_micros() as u64;
     let cursor_id = if more {
         let wrote = matches!(kind, CursorKind::Materialised(..));
-        match cursors.park(kind) {
+        match cursors.park(kind, tx.as_ref()) {
             Ok(id) => id,
             Err(mut e) => {
                 if wrote {
                     // Another request on this connection took the last slot after the
                     // check above: the writes stand, only the results are lost.
-                    e.message.push_str(
-                        "; this query's writes WERE committed, but its results beyond the first batch could not be kept",
-                    );
+                    e.message.push_str(if tx.is_some() {
+                        "; this query's writes WERE made in the transaction (they commit with it), but its results beyond the first batch could not be kept"
+                    } else {
+                        "; this query's writes WERE committed, but its results beyond the first batch could not be kept"
+                    });
                 }
                 return fail(e);
             }
@@ -358,7 +438,7 @@ pub(crate) async fn cursor_next(
         return fail(wire::Error::new(
             ErrorCode::ErrCursorNotFound,
             format!(
-                "cursor '{}' not found: it was read to the end, closed, idle for more than {}s, or belongs to another connection; run the query again",
+                "cursor '{}' not found: it was read to the end, closed, idle for more than {}s, belongs to another connection, or its transaction ended; run the query again",
                 req.cursor_id,
                 CURSOR_TTL.as_secs()
             ),

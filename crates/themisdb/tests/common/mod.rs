@@ -91,6 +91,12 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `themisdb serve` on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_on(data_dir, 0, extra_env)
+    }
+
+    /// [`Self::start`] on a given port (0: any free one), e.g. to restart a server
+    /// where its clients expect it.
+    pub fn start_on(data_dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_themisdb"));
         cmd.arg("serve")
             .arg("--data-dir")
@@ -98,7 +104,7 @@ impl ServerProcess {
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--port")
-            .arg("0")
+            .arg(port.to_string())
             .current_dir(data_dir.parent().unwrap_or(data_dir))
             .env("THEMIS_ROOT_PASSWORD", ROOT_PASSWORD)
             .env("THEMIS_SERVER_BCRYPT_COST", "4")
@@ -341,4 +347,67 @@ pub fn expect_server_error<T: std::fmt::Debug>(
         );
     }
     message
+}
+
+/// Fallible variants of [`RawConn`]'s calls, for tests whose server may be killed
+/// under them (a refused connection, a reset or a broken pipe is an `Err`, not a
+/// panic).
+impl RawConn {
+    pub async fn try_connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: BytesMut::new(),
+            codec: FrameCodec::default(),
+        })
+    }
+
+    pub async fn try_send<M: Message>(
+        &mut self,
+        opcode: OpCode,
+        request_id: u64,
+        msg: &M,
+    ) -> std::io::Result<()> {
+        let mut buf = BytesMut::new();
+        encode_frame(&self.codec, opcode, request_id, msg, &mut buf).expect("encode");
+        self.stream.write_all(&buf).await
+    }
+
+    /// The next frame; `Ok(None)` on EOF, `Err` on a socket error or when nothing
+    /// arrives within `limit` (`ErrorKind::TimedOut`).
+    pub async fn try_recv_within(&mut self, limit: Duration) -> std::io::Result<Option<Frame>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(payload) = self
+                .codec
+                .decode(&mut self.buf)
+                .expect("server frame is valid")
+            {
+                let env = wire::Envelope::decode(payload).expect("server envelope decodes");
+                return Ok(Some(Frame {
+                    opcode: env.opcode,
+                    request_id: env.request_id,
+                    body: env.body,
+                }));
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+impl RawConn {
+    /// A connection over a stream the test set up itself (socket options, say).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            codec: FrameCodec::default(),
+        }
+    }
 }
