@@ -1316,6 +1316,8 @@ fn eval(e: &CExpr, row: &Row, cx: &mut Cx) -> Result<Value, QueryError> {
                 if out.len() >= max {
                     break;
                 }
+                // Inline expansions can nest: the time limit must reach inside them.
+                cx.tick()?;
                 scratch[*slot] = item;
                 if let Some(f) = filter {
                     if !value::truthy(&eval(f, &scratch, cx)?) {
@@ -1427,7 +1429,7 @@ pub(crate) fn eval_standalone(
         stats: &mut stats,
         mem: &mut mem,
         opts,
-        deadline: None,
+        deadline: opts.max_runtime.map(|d| Instant::now() + d),
         ticks: 0,
         write: None,
     };

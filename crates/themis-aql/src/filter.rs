@@ -28,7 +28,10 @@ pub const FILTER_VARIABLE: &str = "doc";
 /// How much a range (`1..n`) or other value built while evaluating a filter may take.
 const FILTER_MEMORY_LIMIT: usize = 16 * 1024 * 1024;
 /// Largest array a range in a filter may build.
-const FILTER_MAX_RANGE: usize = 100_000;
+const FILTER_MAX_RANGE: usize = 10_000;
+/// Time one evaluation may take: a filter runs once per change, for every
+/// subscriber, so a pathological one (nested expansions over ranges) is cut short.
+const FILTER_MAX_RUNTIME: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A compiled filter: compile once, evaluate per document. `Send + Sync`.
 #[derive(Debug, Clone)]
@@ -66,7 +69,7 @@ impl Filter {
         row[0] = doc.clone();
         let opts = QueryOptions {
             memory_limit_bytes: FILTER_MEMORY_LIMIT,
-            max_runtime: None,
+            max_runtime: Some(FILTER_MAX_RUNTIME),
             max_range_elements: FILTER_MAX_RANGE,
             ..QueryOptions::default()
         };
@@ -78,6 +81,17 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn a_pathological_filter_is_cut_short() {
+        let f = super::Filter::compile(
+            "LENGTH((0..9999)[* FILTER LENGTH((0..9999)[* FILTER CURRENT > doc.n]) > 0]) > 0",
+        )
+        .unwrap();
+        // Without the time limit inside expansions this runs for minutes.
+        let e = f.matches(&json!({"n": 1})).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Limit, "{e}");
+    }
 
     use super::*;
     use crate::error::ErrorKind;

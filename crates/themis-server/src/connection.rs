@@ -82,8 +82,6 @@ type Tx = mpsc::UnboundedSender<Outgoing>;
 pub(crate) struct EventSink {
     tx: Tx,
     budget: Arc<Semaphore>,
-    /// Set when a send had to wait for the budget: the client is not keeping up.
-    waited: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EventSink {
@@ -91,24 +89,20 @@ impl EventSink {
         Self {
             tx,
             budget: Arc::new(Semaphore::new(EVENT_BUDGET_BYTES)),
-            waited: Arc::default(),
         }
     }
 
     /// Queues `frame` once the budget has room for it: waits while the client is not
-    /// reading. `false` when the connection's writer is gone.
-    pub(crate) async fn send(&self, frame: Bytes) -> bool {
+    /// reading. `Some(true)` when it had to wait, `None` when the connection's writer
+    /// is gone.
+    pub(crate) async fn send(&self, frame: Bytes) -> Option<bool> {
         let cost = frame.len().clamp(1, EVENT_BUDGET_BYTES) as u32;
-        let permit = match self.budget.clone().try_acquire_many_owned(cost) {
-            Ok(permit) => permit,
-            Err(_) => {
-                self.waited
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                let Ok(permit) = self.budget.clone().acquire_many_owned(cost).await else {
-                    return false;
-                };
-                permit
-            }
+        let (permit, waited) = match self.budget.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => (permit, false),
+            Err(_) => (
+                self.budget.clone().acquire_many_owned(cost).await.ok()?,
+                true,
+            ),
         };
         self.tx
             .send(Outgoing {
@@ -116,17 +110,7 @@ impl EventSink {
                 _permit: Some(permit),
             })
             .is_ok()
-    }
-
-    /// Whether a send had to wait for the budget (the client did not keep up with
-    /// its events) since [`Self::clear_waited`].
-    pub(crate) fn waited(&self) -> bool {
-        self.waited.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub(crate) fn clear_waited(&self) {
-        self.waited
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+            .then_some(waited)
     }
 
     /// Queues `frame` without waiting for the budget: for a subscription's one final
@@ -310,10 +294,7 @@ pub(crate) async fn serve(
                 session = bound;
             }
             (Some(_), Request::Handshake(_)) => {
-                let resp = themis_proto::TypedResponse::failed(wire::Error::new(
-                    ErrorCode::ErrProtocol,
-                    "this connection is already authenticated: open a new connection to log in as another user",
-                ));
+                let resp = handlers::handshake::already_authenticated();
                 send::<wire::HandshakeResponse>(
                     &shared.codec,
                     &tx,

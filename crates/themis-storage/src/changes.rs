@@ -165,6 +165,9 @@ impl ChangeRecord {
     }
 }
 
+/// How many bytes of records one replay batch holds (at least one record).
+const REPLAY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 fn log_key(db_id: u64, sequence: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&db_id.to_be_bytes());
@@ -370,6 +373,9 @@ impl ChangeFeed {
         }
         let mut hub = lock(&self.hub);
         for r in records {
+            if hub.dropped.contains(&r.db_id) {
+                continue;
+            }
             let db = hub.dbs.entry(r.db_id).or_default();
             db.published = r.sequence;
             db.slots
@@ -411,7 +417,9 @@ impl ChangeFeed {
     }
 
     /// Subscribes to database `db`'s changes: from now on (`from = None`), or every
-    /// retained change after sequence `from`. `buffer` bounds the live queue.
+    /// change after sequence `from` — an error if some of those are no longer
+    /// retained, except for `from = 0`, which replays whatever the log still holds.
+    /// `buffer` bounds the live queue.
     pub fn subscribe(
         self: &Arc<Self>,
         db: &str,
@@ -436,6 +444,8 @@ impl ChangeFeed {
                  unset to start from now"
             ));
         }
+        // The contract: 0 replays the whole retained log, whatever was pruned.
+        let start = if start == 0 { first - 1 } else { start };
         if start + 1 < first {
             return fail(format!(
                 "from_sequence {start} is older than the change log of database '{db}' keeps \
@@ -490,13 +500,14 @@ impl ChangeFeed {
         }
     }
 
-    /// Records of `db_id` from `from` to `to` (inclusive), at most `max`, read from
-    /// the log.
+    /// Records of `db_id` from `from` to `to` (inclusive), at most `max` and, beyond
+    /// the first, at most [`REPLAY_BATCH_BYTES`] of them, read from the log.
     fn read(&self, db_id: u64, from: u64, to: u64, max: usize) -> Result<Vec<Arc<ChangeRecord>>> {
         let snap = self.engine.snapshot()?;
         let lo = log_key(db_id, from);
         let hi = log_key(db_id, to);
         let mut out = Vec::new();
+        let mut bytes = 0;
         for item in snap
             .scan_range(
                 Space::Changes,
@@ -507,6 +518,10 @@ impl ChangeFeed {
             .take(max)
         {
             let (k, v) = item?;
+            if !out.is_empty() && bytes + v.len() > REPLAY_BATCH_BYTES {
+                break;
+            }
+            bytes += v.len();
             let (_, seq) = split_key(&k)?;
             out.push(Arc::new(ChangeRecord::decode(db_id, seq, &v)?));
         }

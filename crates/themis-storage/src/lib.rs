@@ -65,7 +65,7 @@ pub use store::{
     CollectionInfo, CollectionStats, DeleteOutcome, DocMeta, DocumentStore, StoreOptions,
     DEFAULT_CACHE_SIZE_BYTES, MAX_TX_ATTEMPTS,
 };
-pub use transaction::{Isolation, Transaction};
+pub use transaction::{Isolation, Transaction, MAX_TRANSACTION_BYTES};
 pub use users::{UserRecord, MAX_USER_NAME_LEN};
 pub use write::{KeyIter, WriteTx};
 

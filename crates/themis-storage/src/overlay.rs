@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::KvError;
+use crate::index::prefix_end;
 use crate::kv::{KvIter, KvPair, KvRead, KvSnapshot, KvTx, Space};
 
 /// A transaction's writes so far: `None` is a deletion.
@@ -105,18 +106,6 @@ impl KvTx for TxCore {
 pub(crate) struct OverlayView {
     pub base: Arc<dyn KvSnapshot>,
     pub overlay: Arc<Overlay>,
-}
-
-/// The smallest key above every key that starts with `prefix` (`None`: no bound).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 impl OverlayView {
@@ -412,12 +401,5 @@ mod tests {
         assert_eq!(v.get(Space::Docs, b"a2").unwrap(), None);
         assert_eq!(v.get(Space::Docs, b"a3").unwrap(), Some(Bytes::from("A3")));
         assert_eq!(v.get(Space::Docs, b"a1").unwrap(), Some(Bytes::from("A1")));
-    }
-
-    #[test]
-    fn prefix_end_carries() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
-        assert_eq!(prefix_end(&[0xff, 0xff]), None);
     }
 }

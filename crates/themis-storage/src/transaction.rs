@@ -38,6 +38,10 @@ use crate::store::{DeleteOutcome, DocMeta};
 use crate::write::{in_batch, WriteTx};
 use crate::UpdateMode;
 
+/// The most change bytes (documents written) one interactive transaction may hold
+/// before it commits; a statement that goes beyond aborts it.
+pub const MAX_TRANSACTION_BYTES: usize = 64 * 1024 * 1024;
+
 /// Isolation level of a [`Transaction`] (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
@@ -59,6 +63,8 @@ pub struct Transaction {
     base: Option<Arc<dyn KvSnapshot>>,
     /// Why the transaction can no longer commit.
     aborted: Option<String>,
+    /// Bytes of the changes it holds (see [`MAX_TRANSACTION_BYTES`]).
+    held_bytes: usize,
 }
 
 impl Transaction {
@@ -78,6 +84,7 @@ impl Transaction {
             engine,
             base,
             aborted: None,
+            held_bytes: 0,
         }
     }
 
@@ -137,6 +144,7 @@ impl Transaction {
     ) -> std::result::Result<T, E> {
         self.usable()?;
         let before = self.write.writes();
+        let changes_before = self.write.change_count();
         let out = f(&mut self.write);
         if out.is_err() && (self.write.writes() != before || self.write.is_broken()) {
             self.aborted = Some(
@@ -144,6 +152,19 @@ impl Transaction {
                  be undone separately)"
                     .to_string(),
             );
+        }
+        self.held_bytes += self.write.change_bytes_since(changes_before);
+        if self.held_bytes > MAX_TRANSACTION_BYTES {
+            let why = format!(
+                "it grew beyond {} MiB of changes, the most one transaction may hold until it \
+                 commits; split the work into smaller transactions",
+                MAX_TRANSACTION_BYTES >> 20
+            );
+            self.aborted = Some(why.clone());
+            return Err(StorageError::Transaction(format!(
+                "the transaction was aborted because {why}"
+            ))
+            .into());
         }
         out
     }

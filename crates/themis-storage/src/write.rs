@@ -469,6 +469,23 @@ impl WriteTx {
         self.broken
     }
 
+    /// Bytes of the changes recorded from position `from` on (documents and keys):
+    /// what the transaction holds in memory until it commits, about three times over
+    /// (engine buffer, overlay, change records).
+    pub(crate) fn change_bytes_since(&self, from: usize) -> usize {
+        self.changes
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.document.len() + c.key.len() + c.collection.len() + 64)
+            .sum()
+    }
+
+    /// How many changes the transaction recorded so far.
+    pub(crate) fn change_count(&self) -> usize {
+        self.changes.len()
+    }
+
     /// How many engine writes (documents and index entries) the transaction made.
     pub(crate) fn writes(&self) -> u64 {
         lock(&self.core).as_ref().map_or(0, TxCore::writes)

@@ -506,8 +506,12 @@ async fn resume_points_are_checked_against_the_log() {
     assert!(removed >= 6, "removed {removed}");
     let first = replay_all(&s, 10 - (10 - removed)).await;
     assert_eq!(first.first().map(|r| r.sequence), Some(removed + 1));
-    let e = s.changes().subscribe(DB, Some(0), 8).unwrap_err();
+    let e = s.changes().subscribe(DB, Some(1), 8).unwrap_err();
     assert!(e.to_string().contains("older than"), "{e}");
+    // 0 means "whatever is retained" (the contract), never an error.
+    let all = replay_all(&s, 0).await;
+    assert_eq!(all.first().map(|r| r.sequence), Some(removed + 1));
+    assert_eq!(all.len() as u64, 10 - removed);
     // Age-based pruning keeps the newest record, which carries the sequence.
     s.changes()
         .prune(Retention {
@@ -564,4 +568,30 @@ async fn without_sync_changes_publish_at_commit() {
     let mut sub = s.changes().subscribe(DB, None, 16).unwrap();
     seed(&s, "c", vec![json!({"_key": "a"})]).await;
     assert!(matches!(sub.next().await, FeedItem::Change(r) if r.key == "a"));
+}
+
+#[tokio::test]
+async fn a_transaction_that_grows_too_large_is_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let mut tx = s.begin_transaction(DB, Isolation::Snapshot, false).unwrap();
+    let big = "x".repeat(1 << 20);
+    let mut failed = None;
+    for i in 0..(themis_storage::MAX_TRANSACTION_BYTES >> 20) + 2 {
+        if let Err(e) = tx.insert("c", vec![doc(json!({ "i": i, "big": big }))], true) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = failed.expect("the transaction hit its size limit");
+    assert!(
+        matches!(e, StorageError::Transaction(ref m) if m.contains("smaller transactions")),
+        "{e:?}"
+    );
+    assert!(tx.aborted().is_some());
+    assert!(matches!(tx.commit(), Err(StorageError::Transaction(_))));
+    assert!(
+        s.list_collections(DB).unwrap().is_empty(),
+        "nothing committed"
+    );
 }

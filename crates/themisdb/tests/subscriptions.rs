@@ -615,7 +615,7 @@ async fn a_resume_point_older_than_the_retention_fails_clearly() {
     let msg = loop {
         let (_, resp) = s
             .try_subscribe(wire::SubscribeRequest {
-                from_sequence: Some(0),
+                from_sequence: Some(1),
                 ..sub_req("c")
             })
             .await;
@@ -632,11 +632,20 @@ async fn a_resume_point_older_than_the_retention_fails_clearly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(
-        msg.contains("from_sequence 0 is older than the change log"),
+        msg.contains("from_sequence 1 is older than the change log"),
         "{msg}"
     );
     assert!(msg.contains("oldest retained change is sequence"), "{msg}");
     assert!(msg.contains("subscribe without from_sequence"), "{msg}");
+    // 0 replays whatever is retained (the contract), never an error.
+    let all = s
+        .subscribe(wire::SubscribeRequest {
+            from_sequence: Some(0),
+            ..sub_req("c")
+        })
+        .await;
+    let first = s.next_event(&all).await;
+    assert!(first.sequence > 2, "the oldest retained change: {first:?}");
     // A recent resume point still works: the newest change is always kept.
     let recent = s
         .subscribe(wire::SubscribeRequest {

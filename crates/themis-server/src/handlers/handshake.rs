@@ -176,3 +176,11 @@ fn ensure_database(shared: &Shared, name: &str) -> Result<(), wire::Error> {
         ))
     }
 }
+
+/// The answer to a HANDSHAKE on a connection that already has a session.
+pub(crate) fn already_authenticated() -> wire::HandshakeResponse {
+    themis_proto::TypedResponse::failed(wire::Error::new(
+        ErrorCode::ErrProtocol,
+        "this connection is already authenticated: open a new connection to log in as another user",
+    ))
+}

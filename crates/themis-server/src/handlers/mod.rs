@@ -3,8 +3,9 @@
 //!
 //! The contract's error rule lives here: a request that reached its handler and failed
 //! is answered with its own typed response (`success = false`, `error_message`,
-//! `error` in field 15); [`dispatch`] only produces `OP_ERROR` for opcodes this server
-//! version has no handler for.
+//! `error` in field 15); every opcode the contract defines has a handler, so
+//! [`dispatch`] never produces `OP_ERROR` (the connection layer does, for frames it
+//! cannot tie to a handler).
 
 pub mod admin;
 pub mod documents;
@@ -18,7 +19,7 @@ use themis_proto::wire::{self, ErrorCode, OpCode};
 use themis_proto::{ErrorExt, Request, TypedResponse};
 use themis_storage::{DocumentStore, Pending, StorageError};
 
-use crate::connection::{error_frame, response_frame};
+use crate::connection::response_frame;
 use crate::pools::JobError;
 use crate::session::{now_ms, Session};
 use crate::Shared;
@@ -128,22 +129,11 @@ pub(crate) async fn dispatch(
             request_id,
             &subscriptions::unsubscribe(&conn.subscriptions, r).await,
         ),
-        Request::Handshake(_) => unsupported(codec, op, request_id),
+        // The connection answers a second HANDSHAKE itself; this is the same answer.
+        Request::Handshake(_) => {
+            response_frame(codec, op, request_id, &handshake::already_authenticated())
+        }
     }
-}
-
-fn unsupported(codec: &themis_proto::FrameCodec, op: OpCode, request_id: u64) -> Bytes {
-    error_frame(
-            codec,
-            request_id,
-            wire::Error::new(
-                ErrorCode::ErrUnknownOpcode,
-                format!(
-                    "{op:?} is not served by this server version ({}); ServerInfo.features lists what is",
-                    crate::SERVER_VERSION
-                ),
-            ),
-        )
 }
 
 pub(crate) fn ping(ping: &wire::Ping) -> wire::Pong {
@@ -151,6 +141,15 @@ pub(crate) fn ping(ping: &wire::Ping) -> wire::Pong {
         timestamp_ms: ping.timestamp_ms,
         server_time_ms: now_ms(),
     }
+}
+
+/// A fresh unguessable id (128 random bits, hex) for a cursor, transaction or
+/// subscription.
+pub(crate) fn random_id() -> String {
+    use rand::RngCore;
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    hex::encode(raw)
 }
 
 /// The `session_token` field of any request.

@@ -109,7 +109,7 @@ impl Cursors {
     fn park(&self, kind: CursorKind, tx: Option<&Arc<TxHandle>>) -> Result<String, wire::Error> {
         let mut map = self.lock();
         Self::room(&mut map)?;
-        let id = new_cursor_id();
+        let id = super::random_id();
         map.insert(
             id.clone(),
             Entry {
@@ -141,13 +141,6 @@ impl Cursors {
     fn remove(&self, id: &str) -> bool {
         self.lock().remove(id).is_some()
     }
-}
-
-fn new_cursor_id() -> String {
-    use rand::RngCore;
-    let mut raw = [0u8; 16];
-    rand::rng().fill_bytes(&mut raw);
-    hex::encode(raw)
 }
 
 fn query_error(e: QueryError) -> wire::Error {

@@ -43,7 +43,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use rand::RngCore;
 use serde_json::Value;
 use themis_aql::filter::Filter;
 use themis_proto::wire::{
@@ -343,10 +342,8 @@ pub(crate) fn subscribe(
         Err(e) => return fail(storage_error(e)),
     };
     let current_sequence = feed.current_sequence();
-    let mut raw = [0u8; 16];
-    rand::rng().fill_bytes(&mut raw);
     let spec = Arc::new(Spec {
-        id: hex::encode(raw),
+        id: super::random_id(),
         request_id,
         collection: req.collection,
         filter,
@@ -511,13 +508,15 @@ async fn stream(
     position: &mut u64,
 ) -> Outcome {
     loop {
-        sink.clear_waited();
+        // Whether an event had to wait for the connection's budget since the last
+        // catch-up: the client is not keeping up.
+        let mut waited = false;
         // Replay the log up to where the live feed takes over.
         let mut batch = REPLAY_BATCH_MAX;
         loop {
             // The live queue overflowed and the client is not keeping up with the
             // replay either: it resumes from here, as in the live case below.
-            if feed.is_lagged() && sink.waited() {
+            if feed.is_lagged() && waited {
                 return Outcome::End("lagged", feed.last_sequence());
             }
             let job_spec = spec.clone();
@@ -554,13 +553,14 @@ async fn stream(
                 batch = (REPLAY_BATCH_BYTES / per_change).clamp(1, REPLAY_BATCH_MAX);
             }
             for (sequence, verdict) in verdicts {
-                if let Some(outcome) = deliver(sink, stop, sequence, verdict, position).await {
+                if let Some(outcome) =
+                    deliver(sink, stop, sequence, verdict, position, &mut waited).await
+                {
                     return outcome;
                 }
             }
         }
         // Live.
-        sink.clear_waited();
         loop {
             let item = tokio::select! {
                 biased;
@@ -571,13 +571,15 @@ async fn stream(
                 FeedItem::Change(r) => {
                     let (sequence, verdict) = (r.sequence, spec.judge(&r));
                     drop(r);
-                    if let Some(outcome) = deliver(sink, stop, sequence, verdict, position).await {
+                    if let Some(outcome) =
+                        deliver(sink, stop, sequence, verdict, position, &mut waited).await
+                    {
                         return outcome;
                     }
                 }
                 // One commit brought more changes than the queue holds while the client
                 // keeps up: catch up from the log instead of ending.
-                FeedItem::Lagged if !sink.waited() => {
+                FeedItem::Lagged if !waited => {
                     feed.catch_up();
                     break;
                 }
@@ -597,6 +599,7 @@ async fn deliver(
     sequence: u64,
     verdict: Verdict,
     position: &mut u64,
+    waited: &mut bool,
 ) -> Option<Outcome> {
     match verdict {
         Verdict::Skip => {}
@@ -607,8 +610,9 @@ async fn deliver(
                 s = &mut *stop => return Some(stopped(s)),
                 sent = sink.send(frame) => sent,
             };
-            if !sent {
-                return Some(Outcome::Closed);
+            match sent {
+                None => return Some(Outcome::Closed),
+                Some(w) => *waited |= w,
             }
         }
     }

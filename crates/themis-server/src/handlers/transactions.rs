@@ -237,7 +237,7 @@ impl Transactions {
         timeout: Duration,
         max: usize,
     ) -> Result<String, wire::Error> {
-        let id = new_transaction_id();
+        let id = super::random_id();
         let handle = Arc::new(TxHandle {
             id: id.clone(),
             db: tx.database().to_string(),
@@ -472,13 +472,6 @@ async fn reap(registry: Weak<Transactions>, wake: Arc<Notify>) {
             _ = wake.notified() => {}
         }
     }
-}
-
-fn new_transaction_id() -> String {
-    use rand::RngCore;
-    let mut raw = [0u8; 16];
-    rand::rng().fill_bytes(&mut raw);
-    hex::encode(raw)
 }
 
 fn isolation(level: i32) -> Option<Isolation> {
