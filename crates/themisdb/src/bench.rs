@@ -4,6 +4,12 @@
 //! issue one operation until a request count or a duration is reached. Latency is
 //! recorded per request in HDR histograms (microseconds, 3 significant digits) and
 //! reported as ops/s and p50/p99/p99.9/max.
+//!
+//! Two workloads measure something other than request latency: `tx` runs whole
+//! read-modify-write transactions (one op = one committed transaction, conflicts
+//! retried by the client's helper), and `fanout` runs one writer connection against
+//! `--subscribers` subscriptions, reporting delivered events per second and the
+//! delay from each insert being sent to its event arriving.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::json;
-use themis_client::Client;
+use themis_client::{Client, SubscribeOptions, TxOptions};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Op {
@@ -29,6 +35,12 @@ pub enum Op {
     Range,
     /// AQL `COLLECT … WITH COUNT` over the whole query collection (a full scan).
     Collect,
+    /// Read-modify-write transactions (begin, read, update, commit) on the `get`
+    /// documents, retried on conflict.
+    Tx,
+    /// One writer connection inserting (with `--in-flight` inserts at once) while
+    /// `--subscribers` subscriptions receive every insert.
+    Fanout,
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +77,9 @@ pub struct BenchArgs {
     /// it is `<collection>_q`, filled and indexed on `n` once.
     #[arg(long, default_value_t = 100_000)]
     query_docs: u64,
+    /// Subscriptions for `fanout`, spread over the connections.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
     /// Print one JSON object per operation instead of a table.
     #[arg(long)]
     json: bool,
@@ -109,7 +124,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         for &op in &args.op {
             prepare(&clients[0], op, &args).await?;
-            let r = run_op(&clients, op, &args).await?;
+            let r = match op {
+                Op::Fanout => run_fanout(&clients, &args).await?,
+                _ => run_op(&clients, op, &args).await?,
+            };
             print_report(&r, &args);
         }
         Ok(())
@@ -193,7 +211,12 @@ async fn prepare(client: &Client, op: Op, args: &BenchArgs) -> Result<()> {
             client.create_collection(&args.collection).await?;
             Ok(())
         }
-        Op::Get => {
+        Op::Fanout => {
+            let _ = client.drop_collection(&feed_collection(args)).await;
+            client.create_collection(&feed_collection(args)).await?;
+            Ok(())
+        }
+        Op::Get | Op::Tx => {
             let coll = client.collection(&args.collection);
             let mut start = 0;
             while start < args.get_keys {
@@ -240,7 +263,7 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
         Op::Collect => {
             format!("FOR d IN {qcoll} COLLECT g = d.g WITH COUNT INTO c RETURN {{g, c}}")
         }
-        Op::Ping | Op::Insert | Op::Get => String::new(),
+        Op::Ping | Op::Insert | Op::Get | Op::Tx | Op::Fanout => String::new(),
     }
     .into();
     let insert_doc = Arc::new(doc(None));
@@ -256,6 +279,7 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
             let query_docs = args.query_docs.max(1);
             let text = text.clone();
             let insert_doc = insert_doc.clone();
+            let coll_name = args.collection.clone();
             let mut seed = (ci * 7919 + wi * 104_729 + 1) as u64;
             tasks.push(tokio::spawn(async move {
                 let mut hist =
@@ -292,6 +316,11 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
                             let key = format!("k{}", seed % get_keys);
                             matches!(coll.get::<serde_json::Value>(&key).await, Ok(Some(_)))
                         }
+                        Op::Tx => {
+                            let key = format!("k{}", seed % get_keys);
+                            increment(&client, &coll_name, &key).await.is_ok()
+                        }
+                        Op::Fanout => unreachable!("fanout has its own driver"),
                     };
                     if ok {
                         let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
@@ -312,6 +341,146 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
         op,
         ops: hist.len(),
         errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        hist,
+    })
+}
+
+/// One read-modify-write transaction: `n += 1` on document `key`.
+async fn increment(client: &Client, coll: &str, key: &str) -> themis_client::Result<()> {
+    client
+        .transaction(TxOptions::default(), |tx| async move {
+            let c = tx.collection(coll);
+            let d: Option<serde_json::Value> = c.get(key).await?;
+            let n = d.and_then(|d| d["n"].as_i64()).unwrap_or(0);
+            c.update(key, &json!({ "n": n + 1 })).await?;
+            Ok(())
+        })
+        .await
+}
+
+fn feed_collection(args: &BenchArgs) -> String {
+    format!("{}_feed", args.collection)
+}
+
+fn micros_since_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// One writer (the first connection, `--in-flight` inserts at once) against
+/// `--subscribers` subscriptions spread over all connections. Each insert carries the
+/// time it was sent; each event's delay from there is recorded. The report counts
+/// delivered events; `errors` counts events that never arrived.
+async fn run_fanout(clients: &[Client], args: &BenchArgs) -> Result<Report> {
+    let coll = feed_collection(args);
+    let mut subs = Vec::with_capacity(args.subscribers);
+    for i in 0..args.subscribers {
+        let client = &clients[i % clients.len()];
+        let sub = client
+            .subscribe(SubscribeOptions::collection(&coll).include_documents(true))
+            .await
+            .context("cannot subscribe")?;
+        subs.push(sub);
+    }
+    let written = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for mut sub in subs {
+        let written = written.clone();
+        let done = done.clone();
+        readers.push(tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut seen = 0u64;
+            let mut quiet_since: Option<Instant> = None;
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                if finished && seen >= written.load(Ordering::Acquire) {
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+                    Ok(Some(Ok(event))) => {
+                        seen += 1;
+                        quiet_since = None;
+                        if let Some(t) = event.document.as_ref().and_then(|d| d["t"].as_u64()) {
+                            let _ = hist.record(micros_since_epoch().saturating_sub(t).max(1));
+                        }
+                    }
+                    Ok(Some(Err(_))) | Ok(None) => break,
+                    // Writing is over and events stopped coming short of the count:
+                    // after a grace period, the rest count as lost.
+                    Err(_) if finished => {
+                        if quiet_since.get_or_insert_with(Instant::now).elapsed()
+                            > Duration::from_secs(10)
+                        {
+                            break;
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            (hist, seen)
+        }));
+    }
+    let writer = clients[0].collection(&coll);
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let limit = args.requests;
+    let issued = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for _ in 0..args.in_flight {
+        let writer = writer.clone();
+        let issued = issued.clone();
+        let written = written.clone();
+        writers.push(tokio::spawn(async move {
+            loop {
+                match deadline {
+                    Some(d) if Instant::now() >= d => break,
+                    Some(_) => {}
+                    None => {
+                        if issued.fetch_add(1, Ordering::Relaxed) >= limit {
+                            break;
+                        }
+                    }
+                }
+                let d = json!({ "t": micros_since_epoch(), "pad": "x".repeat(64) });
+                if writer.insert(&d).await.is_ok() {
+                    written.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.context("writer task failed")?;
+    }
+    let write_secs = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Release);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut delivered = 0;
+    for r in readers {
+        let (h, seen) = r.await.context("subscriber task failed")?;
+        hist.add(h).context("merging histograms")?;
+        delivered += seen;
+    }
+    let writes = written.load(Ordering::Acquire);
+    let expected = writes * args.subscribers as u64;
+    if !args.json {
+        println!(
+            "fanout: {writes} inserts in {write_secs:.1} s ({:.0}/s) x {} subscribers",
+            writes as f64 / write_secs.max(1e-9),
+            args.subscribers
+        );
+    }
+    Ok(Report {
+        op: Op::Fanout,
+        ops: delivered,
+        errors: expected.saturating_sub(delivered),
         elapsed: started.elapsed(),
         hist,
     })
