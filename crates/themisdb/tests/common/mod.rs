@@ -257,27 +257,11 @@ impl RawConn {
 
     /// `Err(())` when nothing (neither frame nor EOF) arrives within `limit`.
     pub async fn recv_within(&mut self, limit: Duration) -> Result<Option<Frame>, ()> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(payload) = self
-                .codec
-                .decode(&mut self.buf)
-                .expect("server frame is valid")
-            {
-                let env = wire::Envelope::decode(payload).expect("server envelope decodes");
-                return Ok(Some(Frame {
-                    opcode: env.opcode,
-                    request_id: env.request_id,
-                    body: env.body,
-                }));
-            }
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Err(()),
-                Ok(Ok(0)) => return Ok(None),
-                Ok(Ok(_)) => {}
-                // A reset is a failure of the "never reset the peer" rule: surface it.
-                Ok(Err(e)) => panic!("read failed: {e}"),
-            }
+        match self.try_recv_within(limit).await {
+            Ok(frame) => Ok(frame),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(()),
+            // A reset is a failure of the "never reset the peer" rule: surface it.
+            Err(e) => panic!("read failed: {e}"),
         }
     }
 
