@@ -208,28 +208,27 @@ impl Default for Retention {
 struct DbLog {
     /// Highest committed sequence (0: none yet).
     last: u64,
-    /// Lowest retained sequence (`last + 1` when the log is empty).
-    first: u64,
     /// Bytes held (keys and values).
     bytes: u64,
 }
 
 impl DbLog {
-    const EMPTY: DbLog = DbLog {
-        last: 0,
-        first: 1,
-        bytes: 0,
-    };
+    const EMPTY: DbLog = DbLog { last: 0, bytes: 0 };
 }
 
 #[derive(Default)]
 struct CommitState {
     logs: HashMap<u64, DbLog>,
-    /// Committed records not yet covered by a sync, in commit order.
-    unpublished: VecDeque<Arc<ChangeRecord>>,
-    /// Records ever committed / ever published: the positions for
+}
+
+/// Committed records waiting for a sync, behind a lock of their own so that the
+/// group-commit thread never waits for a commit in progress.
+#[derive(Default)]
+struct Unpublished {
+    /// In commit order (appended under the commit lock).
+    records: VecDeque<Arc<ChangeRecord>>,
+    /// Records ever published: with [`ChangeFeed::committed`], the positions for
     /// [`ChangeFeed::sync_mark`].
-    committed: u64,
     published: u64,
 }
 
@@ -243,11 +242,23 @@ struct Slot {
     state: Arc<AtomicU8>,
 }
 
-#[derive(Default)]
 struct HubDb {
     /// Highest sequence published (durable and handed to subscribers).
     published: u64,
+    /// Lowest retained sequence (kept here, not with the committer, so that
+    /// subscribing never waits for a commit in progress).
+    first: u64,
     slots: Vec<Slot>,
+}
+
+impl Default for HubDb {
+    fn default() -> Self {
+        HubDb {
+            published: 0,
+            first: 1,
+            slots: Vec::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -258,10 +269,24 @@ struct Hub {
     next_slot: u64,
 }
 
+/// A subscriber's slot in the hub, and where the log stood when it registered.
+struct Registration {
+    slot_id: u64,
+    state: Arc<AtomicU8>,
+    rx: mpsc::Receiver<Arc<ChangeRecord>>,
+    /// The highest sequence published so far: live records come after it.
+    published: u64,
+    /// The lowest sequence still retained.
+    first: u64,
+}
+
 /// The change log and live feed of a store. See the module doc.
 pub struct ChangeFeed {
     engine: Arc<dyn KvEngine>,
     commit: Mutex<CommitState>,
+    unpublished: Mutex<Unpublished>,
+    /// Records ever committed (raised after they joined `unpublished`).
+    committed: std::sync::atomic::AtomicU64,
     hub: Mutex<Hub>,
     /// Publish at commit (the store does not sync before acknowledging).
     immediate: bool,
@@ -276,27 +301,24 @@ impl ChangeFeed {
     pub(crate) fn open(engine: Arc<dyn KvEngine>, immediate: bool) -> Result<ChangeFeed> {
         let snap = engine.snapshot()?;
         let mut logs: HashMap<u64, DbLog> = HashMap::new();
+        let mut hub = Hub::default();
         for item in snap.scan_prefix(Space::Changes, &[]) {
             let (k, v) = item?;
             let (db, seq) = split_key(&k)?;
-            let log = logs.entry(db).or_insert(DbLog {
-                last: 0,
-                first: seq,
-                bytes: 0,
-            });
+            let log = logs.entry(db).or_insert(DbLog::EMPTY);
             log.last = seq;
             log.bytes += (k.len() + v.len()) as u64;
-        }
-        let mut hub = Hub::default();
-        for (&db, log) in &logs {
-            hub.dbs.entry(db).or_default().published = log.last;
+            let h = hub.dbs.entry(db).or_insert_with(|| HubDb {
+                first: seq,
+                ..HubDb::default()
+            });
+            h.published = seq;
         }
         Ok(ChangeFeed {
             engine,
-            commit: Mutex::new(CommitState {
-                logs,
-                ..CommitState::default()
-            }),
+            commit: Mutex::new(CommitState { logs }),
+            unpublished: Mutex::default(),
+            committed: Default::default(),
             hub: Mutex::new(hub),
             immediate,
         })
@@ -338,30 +360,30 @@ impl ChangeFeed {
         for (db, log) in next {
             st.logs.insert(db, log);
         }
-        st.committed += records.len() as u64;
         if self.immediate {
-            st.published += records.len() as u64;
             // Still under the commit lock, so publications keep commit order.
             self.publish(&records);
         } else {
-            st.unpublished.extend(records);
+            let n = records.len() as u64;
+            lock(&self.unpublished).records.extend(records);
+            self.committed.fetch_add(n, Ordering::Release);
         }
         Ok(())
     }
 
     /// How many records have committed so far; taken just before a sync starts.
     pub(crate) fn sync_mark(&self) -> u64 {
-        lock(&self.commit).committed
+        self.committed.load(Ordering::Acquire)
     }
 
     /// Publishes the records counted by `mark`, now that a sync covering them returned.
     pub(crate) fn publish_synced(&self, mark: u64) {
         let batch: Vec<Arc<ChangeRecord>> = {
-            let mut st = lock(&self.commit);
-            let n = mark.saturating_sub(st.published) as usize;
-            let n = n.min(st.unpublished.len());
-            st.published += n as u64;
-            st.unpublished.drain(..n).collect()
+            let mut u = lock(&self.unpublished);
+            let n = mark.saturating_sub(u.published) as usize;
+            let n = n.min(u.records.len());
+            u.published += n as u64;
+            u.records.drain(..n).collect()
         };
         // Only the group-commit thread calls this, so batches publish in order.
         self.publish(&batch);
@@ -427,14 +449,19 @@ impl ChangeFeed {
         buffer: usize,
     ) -> Result<FeedSubscription> {
         let db_id = self.database_id(db)?;
-        let first = lock(&self.commit).logs.get(&db_id).map_or(1, |l| l.first);
-        let (slot, rx, published) = self.register(db_id, buffer);
-        if slot.1.load(Ordering::Acquire) == DROPPED {
+        let Registration {
+            slot_id,
+            state,
+            rx,
+            published,
+            first,
+        } = self.register(db_id, buffer);
+        if state.load(Ordering::Acquire) == DROPPED {
             return Err(crate::catalog::database_not_found(db));
         }
         let start = from.unwrap_or(published);
         let fail = |m: String| {
-            self.unregister(db_id, slot.0);
+            self.unregister(db_id, slot_id);
             Err(StorageError::InvalidArgument(m))
         };
         if start > published {
@@ -461,18 +488,14 @@ impl ChangeFeed {
             current: published,
             next: start + 1,
             replay_to: published,
-            slot_id: slot.0,
-            state: slot.1,
+            slot_id,
+            state,
             rx,
             buffer,
         })
     }
 
-    fn register(
-        &self,
-        db_id: u64,
-        buffer: usize,
-    ) -> ((u64, Arc<AtomicU8>), mpsc::Receiver<Arc<ChangeRecord>>, u64) {
+    fn register(&self, db_id: u64, buffer: usize) -> Registration {
         // `mpsc::channel(n)` holds n + 1 per sender.
         let (tx, rx) = mpsc::channel(buffer.max(1) - 1);
         let state = Arc::new(AtomicU8::new(LIVE));
@@ -483,7 +506,13 @@ impl ChangeFeed {
             // Dropped between the caller's lookup and now: the sender goes away
             // with `tx`, so the subscription ends as dropped.
             state.store(DROPPED, Ordering::Release);
-            return ((id, state), rx, 0);
+            return Registration {
+                slot_id: id,
+                state,
+                rx,
+                published: 0,
+                first: 1,
+            };
         }
         let db = hub.dbs.entry(db_id).or_default();
         db.slots.push(Slot {
@@ -491,7 +520,13 @@ impl ChangeFeed {
             tx,
             state: state.clone(),
         });
-        ((id, state), rx, db.published)
+        Registration {
+            slot_id: id,
+            state,
+            rx,
+            published: db.published,
+            first: db.first,
+        }
     }
 
     fn unregister(&self, db_id: u64, slot: u64) {
@@ -540,7 +575,7 @@ impl ChangeFeed {
         let mut removed = 0;
         for (db, log) in logs {
             let mut bytes = log.bytes;
-            let mut first = log.first;
+            let mut first = lock(&self.hub).dbs.get(&db).map_or(1, |h| h.first);
             let snap = self.engine.snapshot()?;
             let mut iter = snap.scan_prefix(Space::Changes, &db_docs_prefix(db));
             'chunks: loop {
@@ -568,8 +603,10 @@ impl ChangeFeed {
                 }
                 // Advance the retained start before deleting, so no new subscription
                 // starts a replay into the range being removed.
+                if let Some(h) = lock(&self.hub).dbs.get_mut(&db) {
+                    h.first = h.first.max(first);
+                }
                 if let Some(l) = lock(&self.commit).logs.get_mut(&db) {
-                    l.first = l.first.max(first);
                     l.bytes = l.bytes.saturating_sub(freed);
                 }
                 let mut tx = self.engine.begin()?;
@@ -683,10 +720,11 @@ impl FeedSubscription {
     /// not because it is slow.
     pub fn catch_up(&mut self) {
         self.feed.unregister(self.db_id, self.slot_id);
-        let ((id, state), rx, published) = self.feed.register(self.db_id, self.buffer);
-        self.slot_id = id;
-        self.state = state;
-        self.rx = rx;
+        let r = self.feed.register(self.db_id, self.buffer);
+        let published = r.published;
+        self.slot_id = r.slot_id;
+        self.state = r.state;
+        self.rx = r.rx;
         self.replay_to = self.replay_to.max(published);
     }
 
