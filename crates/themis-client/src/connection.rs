@@ -207,6 +207,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The recorded close reason as an error, or `ConnectionClosed(fallback)`.
+    fn closed_error(&self, fallback: &str) -> Error {
+        match &self.lock().closed {
+            Some(reason) => reason.to_error(),
+            None => Error::ConnectionClosed {
+                reason: fallback.to_owned(),
+            },
+        }
+    }
+
     /// Stops new requests with `reason` (unless already stopped) and ends the stream
     /// waiters with it; one-shot requests in flight keep waiting for their answers.
     fn refuse_new(&self, reason: CloseReason) {
@@ -390,7 +400,7 @@ impl Connection {
                 Ok(answer) => answer,
                 // The waiter was dropped without an answer: only when the table was
                 // torn down, which always records a reason first.
-                Err(_) => Err(self.closed_error("the connection stopped")),
+                Err(_) => Err(self.shared.closed_error("the connection stopped")),
             }
         };
         let Some(timeout) = timeout else {
@@ -452,20 +462,10 @@ impl Connection {
 
     /// Queues a frame for the writer (waiting while the queue is full).
     async fn write(&self, frame: Bytes) -> Result<()> {
-        self.writer
-            .send(frame)
-            .await
-            .map_err(|_| self.closed_error("the connection's writer has stopped"))
-    }
-
-    /// The recorded close reason as an error, or `ConnectionClosed(fallback)`.
-    fn closed_error(&self, fallback: &str) -> Error {
-        match &self.shared.lock().closed {
-            Some(reason) => reason.to_error(),
-            None => Error::ConnectionClosed {
-                reason: fallback.to_owned(),
-            },
-        }
+        self.writer.send(frame).await.map_err(|_| {
+            self.shared
+                .closed_error("the connection's writer has stopped")
+        })
     }
 }
 
@@ -485,12 +485,7 @@ impl FrameStream {
             // Every sender gone without a final item: only when the table was torn
             // down, which always records a reason first.
             item.unwrap_or_else(|| {
-                StreamItem::Failed(match &self.shared.lock().closed {
-                    Some(reason) => reason.to_error(),
-                    None => Error::ConnectionClosed {
-                        reason: "the stream's connection stopped".to_owned(),
-                    },
-                })
+                StreamItem::Failed(self.shared.closed_error("the stream's connection stopped"))
             })
         })
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use support::{listen, options, serve, Peer, NO_HANG, TOKEN};
+use support::{connect, fast_retry, finished, listen, serve, Peer, NO_HANG, TOKEN};
 use themis_client::{
-    wire, ChangeEvent, ChangeKind, Client, ClientOptions, ErrorCode, OpCode, RetryPolicy,
-    SubscribeOptions, Subscription,
+    wire, ChangeEvent, ChangeKind, Client, ClientOptions, ErrorCode, OpCode, SubscribeOptions,
+    Subscription,
 };
 use themis_proto::envelope::Request;
 use themis_proto::{ErrorExt, TypedResponse};
@@ -95,21 +95,6 @@ async fn answer_unsubscribe(peer: &mut Peer, rid: u64) {
         ..Default::default()
     };
     peer.send(OpCode::OpUnsubscribe, rid, &response).await;
-}
-
-fn fast_reconnect(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        ..RetryPolicy::default()
-    }
-}
-
-async fn connect(addr: &str) -> Client {
-    Client::connect_with(addr, options(Duration::from_secs(60)))
-        .await
-        .expect("connect")
 }
 
 /// Everything the subscription yields until it ends, bounded in time.
@@ -197,10 +182,7 @@ async fn events_are_typed_in_order_and_repeats_are_skipped() {
     assert_eq!(events[2].document, None, "a delete carries no document");
     assert!(sub.next().await.is_none(), "stays ended");
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -239,10 +221,7 @@ async fn lagged_subscription_resumes_from_the_last_delivered_sequence() {
     assert_eq!(sequences(&items), [1, 2, 3, 4, 5]);
     assert!(sub.next().await.is_none());
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -281,10 +260,7 @@ async fn overflowing_the_client_buffer_unsubscribes_and_resumes_without_a_gap() 
     let items = drain(&mut sub).await;
     assert_eq!(sequences(&items), [1, 2, 3, 4]);
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -320,17 +296,14 @@ async fn lost_connection_reconnects_with_the_session_token_and_resumes() {
     };
     let client = Client::connect_with(&addr, options).await.expect("connect");
     let mut sub = client
-        .subscribe(SubscribeOptions::database().reconnect(fast_reconnect(5)))
+        .subscribe(SubscribeOptions::database().reconnect(fast_retry(5)))
         .await
         .expect("subscribe");
     let items = drain(&mut sub).await;
     assert_eq!(sequences(&items), [1, 2, 3]);
     assert!(client.is_closed(), "the original client does not reconnect");
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -379,16 +352,13 @@ async fn refused_session_resume_falls_back_to_credentials() {
         .await
         .expect("connect");
     let mut sub = client
-        .subscribe(SubscribeOptions::database().reconnect(fast_reconnect(5)))
+        .subscribe(SubscribeOptions::database().reconnect(fast_retry(5)))
         .await
         .expect("subscribe");
     let items = drain(&mut sub).await;
     assert_eq!(sequences(&items), [1, 2]);
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -416,16 +386,13 @@ async fn goaway_moves_the_subscription_to_a_new_connection_at_once() {
     });
     let client = connect(&addr).await;
     let mut sub = client
-        .subscribe(SubscribeOptions::database().reconnect(fast_reconnect(5)))
+        .subscribe(SubscribeOptions::database().reconnect(fast_retry(5)))
         .await
         .expect("subscribe");
     let items = drain(&mut sub).await;
     assert_eq!(sequences(&items), [1, 2]);
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -462,10 +429,7 @@ async fn a_resume_point_the_server_no_longer_has_is_an_error_then_the_end() {
     assert_eq!(sequences(&items), [1]);
     assert_eq!(sub.last_sequence(), 1, "where to pick up by other means");
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -482,7 +446,7 @@ async fn reconnecting_gives_up_after_the_policy_with_the_last_error() {
     });
     let client = connect(&addr).await;
     let mut sub = client
-        .subscribe(SubscribeOptions::database().reconnect(fast_reconnect(3)))
+        .subscribe(SubscribeOptions::database().reconnect(fast_retry(3)))
         .await
         .expect("subscribe");
     let mut items = drain(&mut sub).await;
@@ -492,10 +456,7 @@ async fn reconnecting_gives_up_after_the_policy_with_the_last_error() {
     assert!(err.to_string().contains(&addr), "{err}");
     assert_eq!(sequences(&items), [1]);
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -525,10 +486,7 @@ async fn unsubscribe_delivers_what_was_in_flight_then_ends() {
     assert_eq!(sequences(&rest), [2]);
     sub.unsubscribe().await.expect("again: nothing to do");
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -548,10 +506,7 @@ async fn dropping_a_live_subscription_unsubscribes() {
         .expect("subscribe");
     drop(sub);
     drop(client);
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -579,10 +534,7 @@ async fn a_refused_subscribe_is_an_error_and_leaves_nothing_behind() {
     assert!(err.is_not_found(), "{err:?}");
     assert_eq!(client.in_flight_requests(), 0);
     drop(client);
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -608,8 +560,5 @@ async fn a_quiet_subscription_keeps_its_connection_alive() {
         .expect("subscribe");
     assert!(drain(&mut sub).await.is_empty());
     drop((sub, client));
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }

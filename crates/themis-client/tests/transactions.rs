@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{listen, options, ping, serve, Peer, NO_HANG};
+use support::{connect, fast_retry, finished, listen, ping, serve, Peer, NO_HANG};
 use themis_client::{
-    wire, Client, DeleteOptions, Error, ErrorCode, IsolationLevel, OpCode, RetryPolicy, TxOptions,
-    UpdateOptions,
+    wire, DeleteOptions, Error, ErrorCode, IsolationLevel, OpCode, TxOptions, UpdateOptions,
 };
 use themis_proto::envelope::Request;
 use themis_proto::{ErrorExt, TypedResponse};
@@ -140,21 +139,6 @@ async fn lose_commit(peer: &mut Peer, id: &str) {
     .await;
 }
 
-fn fast_retry(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        ..RetryPolicy::default()
-    }
-}
-
-async fn connect(addr: &str) -> Client {
-    Client::connect_with(addr, options(Duration::from_secs(60)))
-        .await
-        .expect("connect")
-}
-
 #[tokio::test]
 async fn every_operation_of_a_transaction_carries_its_id() {
     const OPERATIONS: usize = 13;
@@ -236,10 +220,7 @@ async fn every_operation_of_a_transaction_carries_its_id() {
     drop((tx, users));
     assert_eq!(ping(&client, 1).await.expect("ping"), 1);
     drop(client);
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -310,10 +291,7 @@ async fn transaction_retries_lost_conflicts_then_commits() {
     assert_eq!(committed_in, "tx-3");
     assert_eq!(calls.load(Ordering::Relaxed), 3);
     drop(client);
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -365,10 +343,7 @@ async fn transaction_gives_up_on_other_errors_at_once_and_on_conflicts_after_the
     assert!(err.is_conflict() && err.is_retryable(), "{err:?}");
     assert!(err.to_string().contains("retry"), "{err}");
     drop(client);
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -396,10 +371,7 @@ async fn a_body_that_rolls_back_is_neither_committed_nor_retried() {
     assert_eq!(outcome, Err("insufficient funds"));
     assert_eq!(ping(&client, 2).await.expect("ping"), 2);
     drop(client);
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }
 
 #[tokio::test]
@@ -416,8 +388,5 @@ async fn begin_without_a_transaction_id_is_refused() {
         "{err:?}"
     );
     drop(client);
-    timeout(NO_HANG, peer)
-        .await
-        .expect("no hang")
-        .expect("peer");
+    finished(peer).await;
 }

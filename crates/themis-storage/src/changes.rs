@@ -128,13 +128,19 @@ impl ChangeRecord {
         b.freeze()
     }
 
+    /// The commit time in an encoded record, without decoding the rest.
+    fn timestamp_of(raw: &[u8]) -> Option<u64> {
+        raw.get(2..10)
+            .map(|t| u64::from_be_bytes(t.try_into().expect("8 bytes")))
+    }
+
     fn decode(db_id: u64, sequence: u64, raw: &Bytes) -> Result<ChangeRecord> {
         let bad = |why: &str| corrupt("a change-log record", why);
         if raw.len() < 10 || raw[0] != 1 {
             return Err(bad("unknown format"));
         }
         let kind = ChangeKind::from_tag(raw[1]).ok_or_else(|| bad("unknown kind"))?;
-        let timestamp_ms = u64::from_be_bytes(raw[2..10].try_into().expect("8 bytes"));
+        let timestamp_ms = Self::timestamp_of(raw).expect("checked: at least 10 bytes");
         let mut at = 10;
         let mut strings = Vec::with_capacity(3);
         for _ in 0..3 {
@@ -585,8 +591,7 @@ impl ChangeFeed {
                     let (k, v) = item?;
                     let (_, seq) = split_key(&k)?;
                     let size = (k.len() + v.len()) as u64;
-                    let old = v.len() >= 10
-                        && u64::from_be_bytes(v[2..10].try_into().expect("8 bytes")) < cutoff;
+                    let old = ChangeRecord::timestamp_of(&v).is_some_and(|t| t < cutoff);
                     // The newest record stays: it carries the sequence across restarts.
                     if seq >= log.last || !(old || bytes - freed > retention.max_bytes) {
                         break;

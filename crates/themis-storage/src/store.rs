@@ -687,7 +687,6 @@ impl DocumentStore {
             write,
             db,
             isolation,
-            read_only,
             self.engine.clone(),
             base,
         ))

@@ -57,7 +57,6 @@ pub struct Transaction {
     write: WriteTx,
     db: String,
     isolation: Isolation,
-    read_only: bool,
     engine: Arc<dyn KvEngine>,
     /// The snapshot every statement of a `Snapshot` transaction reads.
     base: Option<Arc<dyn KvSnapshot>>,
@@ -72,7 +71,6 @@ impl Transaction {
         write: WriteTx,
         db: &str,
         isolation: Isolation,
-        read_only: bool,
         engine: Arc<dyn KvEngine>,
         base: Option<Arc<dyn KvSnapshot>>,
     ) -> Transaction {
@@ -80,7 +78,6 @@ impl Transaction {
             write,
             db: db.to_string(),
             isolation,
-            read_only,
             engine,
             base,
             aborted: None,
@@ -98,7 +95,7 @@ impl Transaction {
     }
 
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.write.is_read_only()
     }
 
     /// Why the transaction was aborted, if it was.
@@ -121,15 +118,13 @@ impl Transaction {
         let overlay = self.write.overlay();
         let view: Arc<dyn KvSnapshot> = match (self.isolation, overlay) {
             (Isolation::Serializable, _) | (_, None) => Arc::new(self.write.reader()),
-            (Isolation::Snapshot, Some(overlay)) => Arc::new(OverlayView {
+            // SNAPSHOT reads the snapshot taken at begin, READ_COMMITTED (which has
+            // none) a fresh one.
+            (_, Some(overlay)) => Arc::new(OverlayView {
                 base: match &self.base {
                     Some(b) => b.clone(),
                     None => Arc::from(self.engine.snapshot()?),
                 },
-                overlay,
-            }),
-            (Isolation::ReadCommitted, Some(overlay)) => Arc::new(OverlayView {
-                base: Arc::from(self.engine.snapshot()?),
                 overlay,
             }),
         };

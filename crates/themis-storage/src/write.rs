@@ -457,6 +457,10 @@ impl WriteTx {
         r
     }
 
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     pub(crate) fn writable(&self) -> Result<()> {
         if self.read_only {
             return Err(read_only_error());

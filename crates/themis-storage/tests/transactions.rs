@@ -5,8 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use themis_storage::{
-    ChangeKind, DocumentStore, FeedItem, Isolation, Retention, StorageError, StoreOptions,
-    SyncMode, UpdateMode, WaitDurable,
+    ChangeKind, DocumentStore, FeedItem, FeedSubscription, Isolation, Retention, StorageError,
+    StoreOptions, SyncMode, Transaction, UpdateMode, WaitDurable,
 };
 
 const DB: &str = "_system";
@@ -37,6 +37,13 @@ async fn seed(s: &DocumentStore, coll: &str, docs: Vec<Value>) {
 
 fn read(s: &DocumentStore, coll: &str, key: &str) -> Option<Value> {
     value(&s.get(DB, coll, &keys(&[key])).expect("get")[0])
+}
+
+/// Field `n` of document `key` of "c", read inside `tx`.
+fn n_in(tx: &Transaction, key: &str) -> i64 {
+    value(&tx.get("c", &keys(&[key])).unwrap()[0]).unwrap()["n"]
+        .as_i64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -108,12 +115,8 @@ async fn concurrent_writers_of_one_document_conflict_instead_of_losing_an_update
     ] {
         let mut t1 = s.begin_transaction(DB, iso, false).unwrap();
         let mut t2 = s.begin_transaction(DB, iso, false).unwrap();
-        let n1 = value(&t1.get("c", &keys(&["ctr"])).unwrap()[0]).unwrap()["n"]
-            .as_i64()
-            .unwrap();
-        let n2 = value(&t2.get("c", &keys(&["ctr"])).unwrap()[0]).unwrap()["n"]
-            .as_i64()
-            .unwrap();
+        let n1 = n_in(&t1, "ctr");
+        let n2 = n_in(&t2, "ctr");
         t1.update(
             "c",
             "ctr",
@@ -158,7 +161,7 @@ async fn write_skew_happens_under_snapshot_and_not_under_serializable() {
         .await;
         let mut t1 = s.begin_transaction(DB, iso, false).unwrap();
         let mut t2 = s.begin_transaction(DB, iso, false).unwrap();
-        let on_call = |tx: &themis_storage::Transaction| {
+        let on_call = |tx: &Transaction| {
             tx.get("doctors", &keys(&["alice", "bob"]))
                 .unwrap()
                 .iter()
@@ -202,15 +205,9 @@ async fn snapshot_reads_are_stable_and_read_committed_reads_are_fresh() {
         .await
         .unwrap();
     seed(&s, "c", vec![json!({"_key": "b"})]).await;
-    assert_eq!(
-        value(&snap.get("c", &keys(&["a"])).unwrap()[0]).unwrap()["n"],
-        1
-    );
+    assert_eq!(n_in(&snap, "a"), 1);
     assert!(snap.get("c", &keys(&["b"])).unwrap()[0].is_none());
-    assert_eq!(
-        value(&rc.get("c", &keys(&["a"])).unwrap()[0]).unwrap()["n"],
-        2
-    );
+    assert_eq!(n_in(&rc, "a"), 2);
     assert!(rc.get("c", &keys(&["b"])).unwrap()[0].is_some());
 }
 
@@ -272,6 +269,18 @@ async fn replay_all(s: &DocumentStore, from: u64) -> Vec<themis_storage::ChangeR
         out.extend(batch.iter().map(|r| (**r).clone()));
     }
     out
+}
+
+/// The sequences `sub` receives live until it reports that it lagged.
+async fn until_lagged(sub: &mut FeedSubscription) -> Vec<u64> {
+    let mut got = Vec::new();
+    loop {
+        match sub.next().await {
+            FeedItem::Change(r) => got.push(r.sequence),
+            FeedItem::Lagged => return got,
+            FeedItem::Dropped => panic!("dropped"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -354,9 +363,7 @@ async fn sequences_follow_commit_order_under_concurrent_writers() {
                 // must appear in the log in the order they were committed.
                 loop {
                     let mut tx = s.begin_transaction(DB, Isolation::Snapshot, false).unwrap();
-                    let n = value(&tx.get("c", &keys(&["hot"])).unwrap()[0]).unwrap()["n"]
-                        .as_i64()
-                        .unwrap();
+                    let n = n_in(&tx, "hot");
                     tx.update(
                         "c",
                         "hot",
@@ -411,14 +418,7 @@ async fn live_subscribers_get_durable_changes_in_order_and_a_full_queue_lags() {
             other => panic!("{other:?}"),
         }
     }
-    let mut got = Vec::new();
-    loop {
-        match slow.next().await {
-            FeedItem::Change(r) => got.push(r.sequence),
-            FeedItem::Lagged => break,
-            FeedItem::Dropped => panic!("dropped"),
-        }
-    }
+    let got = until_lagged(&mut slow).await;
     assert_eq!(got, [1, 2, 3, 4]);
     assert_eq!(slow.last_sequence(), 4);
     // Resuming from the lag point replays exactly the rest.
@@ -437,14 +437,7 @@ async fn a_commit_larger_than_the_queue_is_caught_up_from_the_log() {
     let mut sub = s.changes().subscribe(DB, None, 4).unwrap();
     assert!(sub.replay(16).unwrap().is_none());
     seed(&s, "c", (0..10).map(|i| json!({ "i": i })).collect()).await;
-    let mut got = Vec::new();
-    loop {
-        match sub.next().await {
-            FeedItem::Change(r) => got.push(r.sequence),
-            FeedItem::Lagged => break,
-            FeedItem::Dropped => panic!("dropped"),
-        }
-    }
+    let mut got = until_lagged(&mut sub).await;
     sub.catch_up();
     while let Some(batch) = sub.replay(3).unwrap() {
         got.extend(batch.iter().map(|r| r.sequence));

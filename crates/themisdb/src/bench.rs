@@ -248,6 +248,11 @@ fn doc(key: Option<u64>) -> serde_json::Value {
     d
 }
 
+/// Latencies in microseconds, 1 µs to 60 s, 3 significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
 async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> {
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -279,11 +284,9 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
             let query_docs = args.query_docs.max(1);
             let text = text.clone();
             let insert_doc = insert_doc.clone();
-            let coll_name = args.collection.clone();
             let mut seed = (ci * 7919 + wi * 104_729 + 1) as u64;
             tasks.push(tokio::spawn(async move {
-                let mut hist =
-                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+                let mut hist = latency_histogram();
                 loop {
                     match deadline {
                         Some(d) if Instant::now() >= d => break,
@@ -318,7 +321,7 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
                         }
                         Op::Tx => {
                             let key = format!("k{}", seed % get_keys);
-                            increment(&client, &coll_name, &key).await.is_ok()
+                            increment(&client, coll.name(), &key).await.is_ok()
                         }
                         Op::Fanout => unreachable!("fanout has its own driver"),
                     };
@@ -332,7 +335,7 @@ async fn run_op(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Report> 
             }));
         }
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut hist = latency_histogram();
     for t in tasks {
         hist.add(t.await.context("bench task failed")?)
             .context("merging histograms")?;
@@ -393,8 +396,7 @@ async fn run_fanout(clients: &[Client], args: &BenchArgs) -> Result<Report> {
         let done = done.clone();
         readers.push(tokio::spawn(async move {
             use futures::StreamExt;
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut hist = latency_histogram();
             let mut seen = 0u64;
             let mut quiet_since: Option<Instant> = None;
             loop {
@@ -461,7 +463,7 @@ async fn run_fanout(clients: &[Client], args: &BenchArgs) -> Result<Report> {
     }
     let write_secs = started.elapsed().as_secs_f64();
     done.store(true, Ordering::Release);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut hist = latency_histogram();
     let mut delivered = 0;
     for r in readers {
         let (h, seen) = r.await.context("subscriber task failed")?;

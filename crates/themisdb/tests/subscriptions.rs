@@ -173,6 +173,14 @@ fn sub_req(collection: &str) -> wire::SubscribeRequest {
     }
 }
 
+/// [`sub_req`], resuming after sequence `from`.
+fn sub_from(collection: &str, from: u64) -> wire::SubscribeRequest {
+    wire::SubscribeRequest {
+        from_sequence: Some(from),
+        ..sub_req(collection)
+    }
+}
+
 fn doc_of(ev: &wire::ChangeEvent) -> Value {
     serde_json::from_slice(&ev.document).unwrap_or_else(|e| panic!("{e}: {ev:?}"))
 }
@@ -489,10 +497,7 @@ async fn bad_subscriptions_get_typed_errors_and_the_connection_serves_on() {
             &["unknown variable 'other'", "`doc`"],
         ),
         (
-            wire::SubscribeRequest {
-                from_sequence: Some(2),
-                ..sub_req("c")
-            },
+            sub_from("c", 2),
             ErrorCode::ErrInvalidArgument,
             &["from_sequence 2 is ahead", "latest change is sequence 1"],
         ),
@@ -552,25 +557,10 @@ async fn from_sequence_replays_the_log_then_goes_live_without_gap_or_duplicate()
             .unwrap();
     }
     let mut s = Subscriber::login(server.addr).await;
-    let from_zero = s
-        .subscribe(wire::SubscribeRequest {
-            from_sequence: Some(0),
-            ..sub_req("c")
-        })
-        .await;
+    let from_zero = s.subscribe(sub_from("c", 0)).await;
     assert_eq!(from_zero.current_sequence, 10);
-    let from_seven = s
-        .subscribe(wire::SubscribeRequest {
-            from_sequence: Some(7),
-            ..sub_req("")
-        })
-        .await;
-    let from_ten = s
-        .subscribe(wire::SubscribeRequest {
-            from_sequence: Some(10),
-            ..sub_req("c")
-        })
-        .await;
+    let from_seven = s.subscribe(sub_from("", 7)).await;
+    let from_ten = s.subscribe(sub_from("c", 10)).await;
     // Live writes race the replays.
     let writer = tokio::spawn(async move {
         for i in 10..40 {
@@ -613,12 +603,7 @@ async fn a_resume_point_older_than_the_retention_fails_clearly() {
     // The prune task runs every 50 ms: wait until it has trimmed the log.
     let deadline = tokio::time::Instant::now() + WAIT;
     let msg = loop {
-        let (_, resp) = s
-            .try_subscribe(wire::SubscribeRequest {
-                from_sequence: Some(1),
-                ..sub_req("c")
-            })
-            .await;
+        let (_, resp) = s.try_subscribe(sub_from("c", 1)).await;
         if !resp.success {
             let (code, msg) = error_of(&resp.error);
             assert_eq!(code, ErrorCode::ErrInvalidArgument, "{msg}");
@@ -638,21 +623,11 @@ async fn a_resume_point_older_than_the_retention_fails_clearly() {
     assert!(msg.contains("oldest retained change is sequence"), "{msg}");
     assert!(msg.contains("subscribe without from_sequence"), "{msg}");
     // 0 replays whatever is retained (the contract), never an error.
-    let all = s
-        .subscribe(wire::SubscribeRequest {
-            from_sequence: Some(0),
-            ..sub_req("c")
-        })
-        .await;
+    let all = s.subscribe(sub_from("c", 0)).await;
     let first = s.next_event(&all).await;
     assert!(first.sequence > 2, "the oldest retained change: {first:?}");
     // A recent resume point still works: the newest change is always kept.
-    let recent = s
-        .subscribe(wire::SubscribeRequest {
-            from_sequence: Some(199),
-            ..sub_req("c")
-        })
-        .await;
+    let recent = s.subscribe(sub_from("c", 199)).await;
     let ev = s.next_event(&recent).await;
     assert_eq!(ev.sequence, 200);
     assert_eq!(doc_of(&ev)["i"], 199);
@@ -835,12 +810,7 @@ async fn a_subscriber_that_stops_reading_gets_lagged_and_resumes_without_gap() {
         assert_eq!(pong.timestamp_ms, rid);
     }
 
-    let again = s
-        .subscribe(wire::SubscribeRequest {
-            from_sequence: Some(resume),
-            ..sub_req("c")
-        })
-        .await;
+    let again = s.subscribe(sub_from("c", resume)).await;
     assert_eq!(again.current_sequence, N);
     for seq in resume + 1..=N {
         let ev = s.next_event(&again).await;
@@ -1335,12 +1305,7 @@ async fn change_feed_survives_kill_9_with_no_gap_duplicate_or_phantom() {
 
     // The committed history: the whole log, replayed from sequence 0.
     let mut h = Subscriber::login(server.addr).await;
-    let all = h
-        .subscribe(wire::SubscribeRequest {
-            from_sequence: Some(0),
-            ..sub_req("")
-        })
-        .await;
+    let all = h.subscribe(sub_from("", 0)).await;
     let mut history = Vec::new();
     let mut group: BTreeMap<String, i64> = BTreeMap::new();
     for seq in 1..=all.current_sequence {

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use themis_client::{
     wire, Client, Error, ErrorCode, IsolationLevel, OpCode, RetryPolicy, TxOptions,
 };
-use themis_proto::features;
+use themis_proto::{features, TypedResponse};
 
 /// Upper bound for work that must finish; reaching it means something hangs.
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -82,14 +82,9 @@ fn create_in(tx: &str, coll: &str, doc: Value) -> wire::CreateRequest {
 /// Asserts a raw typed response failed with `code`, not retryable unless said, and a
 /// message containing every needle; returns the error.
 #[track_caller]
-fn expect_failed(
-    success: bool,
-    error: Option<&wire::Error>,
-    code: ErrorCode,
-    needles: &[&str],
-) -> wire::Error {
-    assert!(!success, "expected {code:?}, got success");
-    let e = error.expect("field 15 (error) is set").clone();
+fn expect_failed<R: TypedResponse>(r: &R, code: ErrorCode, needles: &[&str]) -> wire::Error {
+    assert!(!r.success(), "expected {code:?}, got success");
+    let e = r.error().expect("field 15 (error) is set").clone();
     assert_eq!(e.code, code as i32, "{e:?}");
     for n in needles {
         assert!(e.message.contains(n), "message lacks {n:?}: {}", e.message);
@@ -613,8 +608,7 @@ async fn rollback_discards_everything_and_ends_the_transaction() {
         .await
         .unwrap();
     let e = expect_failed(
-        late.success,
-        late.error.as_ref(),
+        &late,
         ErrorCode::ErrTransaction,
         &["already rolled back", "OP_BEGIN_TX"],
     );
@@ -670,8 +664,7 @@ async fn closing_the_connection_rolls_back() {
         .await
         .unwrap();
     expect_failed(
-        resp.success,
-        resp.error.as_ref(),
+        &resp,
         ErrorCode::ErrTransaction,
         &["not found on this connection", "another connection"],
     );
@@ -777,12 +770,7 @@ async fn unknown_transaction_ids_and_bad_begins_are_refused() {
         .raw_request(OpCode::OpCreate, &create_in(unknown, "u", json!({})))
         .await
         .unwrap();
-    let e = expect_failed(
-        r.success,
-        r.error.as_ref(),
-        ErrorCode::ErrTransaction,
-        &needles,
-    );
+    let e = expect_failed(&r, ErrorCode::ErrTransaction, &needles);
     assert!(!e.retryable);
     let r: wire::ReadResponse = client
         .raw_request(
@@ -796,12 +784,7 @@ async fn unknown_transaction_ids_and_bad_begins_are_refused() {
         )
         .await
         .unwrap();
-    expect_failed(
-        r.success,
-        r.error.as_ref(),
-        ErrorCode::ErrTransaction,
-        &needles,
-    );
+    expect_failed(&r, ErrorCode::ErrTransaction, &needles);
     let r: wire::QueryResponse = client
         .raw_request(
             OpCode::OpQuery,
@@ -813,12 +796,7 @@ async fn unknown_transaction_ids_and_bad_begins_are_refused() {
         )
         .await
         .unwrap();
-    expect_failed(
-        r.success,
-        r.error.as_ref(),
-        ErrorCode::ErrTransaction,
-        &needles,
-    );
+    expect_failed(&r, ErrorCode::ErrTransaction, &needles);
     let r: wire::RollbackTxResponse = client
         .raw_request(
             OpCode::OpRollbackTx,
@@ -829,12 +807,7 @@ async fn unknown_transaction_ids_and_bad_begins_are_refused() {
         )
         .await
         .unwrap();
-    expect_failed(
-        r.success,
-        r.error.as_ref(),
-        ErrorCode::ErrTransaction,
-        &needles,
-    );
+    expect_failed(&r, ErrorCode::ErrTransaction, &needles);
     // Nothing was written outside a transaction by mistake.
     let got: Option<Value> = client.collection("u").get("a").await.unwrap_or(None);
     assert!(got.is_none());
@@ -849,8 +822,7 @@ async fn unknown_transaction_ids_and_bad_begins_are_refused() {
     )
     .await;
     expect_failed(
-        r.success,
-        r.error.as_ref(),
+        &r,
         ErrorCode::ErrInvalidArgument,
         &["unknown isolation_level 7", "SNAPSHOT (0)"],
     );
@@ -863,12 +835,7 @@ async fn unknown_transaction_ids_and_bad_begins_are_refused() {
         },
     )
     .await;
-    expect_failed(
-        r.success,
-        r.error.as_ref(),
-        ErrorCode::ErrNotFound,
-        &["nowhere"],
-    );
+    expect_failed(&r, ErrorCode::ErrNotFound, &["nowhere"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -894,8 +861,7 @@ async fn a_transaction_works_in_one_database() {
     req.database = "_system".into();
     let r: wire::CreateResponse = client.raw_request(OpCode::OpCreate, &req).await.unwrap();
     expect_failed(
-        r.success,
-        r.error.as_ref(),
+        &r,
         ErrorCode::ErrTransaction,
         &["works in database 'other'", "names database '_system'"],
     );
@@ -912,8 +878,7 @@ async fn a_transaction_works_in_one_database() {
         .await
         .unwrap();
     expect_failed(
-        r.success,
-        r.error.as_ref(),
+        &r,
         ErrorCode::ErrTransaction,
         &["works in database 'other'"],
     );
@@ -1133,8 +1098,7 @@ async fn a_transactions_cursor_closes_with_it() {
         .await
         .unwrap();
     expect_failed(
-        next.success,
-        next.error.as_ref(),
+        &next,
         ErrorCode::ErrCursorNotFound,
         &["its transaction ended"],
     );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use prost::Message;
-use themis_client::{wire, Client, ClientOptions, Error, OpCode};
+use themis_client::{wire, Client, ClientOptions, Error, OpCode, RetryPolicy};
 use themis_proto::envelope::Request;
 use themis_proto::{encode_frame, FrameCodec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,4 +146,29 @@ pub async fn ping(client: &Client, n: u64) -> Result<u64, Error> {
         .raw_request(OpCode::OpPing, &wire::Ping { timestamp_ms: n })
         .await?;
     Ok(pong.timestamp_ms)
+}
+
+/// A client of the peer at `addr`, with a request timeout no test reaches.
+pub async fn connect(addr: &str) -> Client {
+    Client::connect_with(addr, options(Duration::from_secs(60)))
+        .await
+        .expect("connect")
+}
+
+/// A retry policy of `max_attempts` with waits of a few milliseconds.
+pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        ..RetryPolicy::default()
+    }
+}
+
+/// Waits for the peer's script to run to its end.
+pub async fn finished(peer: JoinHandle<()>) {
+    tokio::time::timeout(NO_HANG, peer)
+        .await
+        .expect("no hang")
+        .expect("peer");
 }

@@ -252,7 +252,7 @@ impl Spec {
                 return false;
             }
         };
-        match filter.matches(&doc) {
+        match filter.matches(doc) {
             Ok(pass) => pass,
             Err(e) => {
                 debug!(sequence = r.sequence, error = %e, "filter failed on a document: not a match");

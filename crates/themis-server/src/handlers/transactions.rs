@@ -157,6 +157,15 @@ impl TxHandle {
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Marks the transaction in `slot` ended for `why`; returns it (if still there)
+    /// for the caller to drop, which rolls it back unless it was committed.
+    fn end(&self, slot: &mut Slot, why: Ended) -> Option<Transaction> {
+        let tx = slot.tx.take();
+        slot.ended = Some(why);
+        self.open.store(false, Ordering::Release);
+        tx
+    }
+
     /// Waits (at most [`BUSY_WAIT`]) until no other request runs in the transaction.
     async fn lock(&self) -> Result<OwnedMutexGuard<Slot>, wire::Error> {
         tokio::time::timeout(BUSY_WAIT, self.slot.clone().lock_owned())
@@ -305,9 +314,7 @@ impl Transactions {
     /// Ends the transaction in `slot` (already taken out of it or not): drops it
     /// (a rollback, unless it was committed), and remembers why.
     fn finish(&self, handle: &TxHandle, slot: &mut Slot, why: Ended) {
-        let tx = slot.tx.take();
-        slot.ended = Some(why);
-        handle.open.store(false, Ordering::Release);
+        let tx = handle.end(slot, why);
         {
             let mut inner = self.lock();
             inner.open.remove(&handle.id);
@@ -407,25 +414,22 @@ impl Transactions {
         inner.open.retain(|_, h| {
             let deadline = h.last_used() + h.timeout;
             if deadline > now {
-                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                earliest(&mut next, deadline);
                 return true;
             }
             let Ok(mut slot) = h.slot.clone().try_lock_owned() else {
                 // A request is running in it: look again later.
-                let later = now + h.timeout;
-                next = Some(next.map_or(later, |n| n.min(later)));
+                earliest(&mut next, now + h.timeout);
                 return true;
             };
             // A request may have finished between the deadline check and the lock.
             let deadline = h.last_used() + h.timeout;
             if deadline > now {
-                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                earliest(&mut next, deadline);
                 return true;
             }
             let why = Ended::Idle(h.timeout);
-            let tx = slot.tx.take();
-            slot.ended = Some(why);
-            h.open.store(false, Ordering::Release);
+            let tx = h.end(&mut slot, why);
             expired.push((h.id.clone(), why, tx));
             false
         });
@@ -444,6 +448,11 @@ impl Transactions {
         drop(expired);
         next
     }
+}
+
+/// Lowers `next` to `at` if that is earlier (or `next` is unset).
+fn earliest(next: &mut Option<Instant>, at: Instant) {
+    *next = Some(next.map_or(at, |n| n.min(at)));
 }
 
 fn remember(inner: &mut Inner, id: &str, why: Ended) {

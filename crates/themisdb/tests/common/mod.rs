@@ -224,11 +224,7 @@ impl RawConn {
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Self {
-            stream,
-            buf: BytesMut::new(),
-            codec: FrameCodec::default(),
-        }
+        Self::from_stream(stream)
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
@@ -340,11 +336,7 @@ impl RawConn {
     pub async fn try_connect(addr: SocketAddr) -> std::io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buf: BytesMut::new(),
-            codec: FrameCodec::default(),
-        })
+        Ok(Self::from_stream(stream))
     }
 
     pub async fn try_send<M: Message>(
