@@ -46,10 +46,6 @@ pub const ENV_PREFIX: &str = "THEMIS_";
 /// of this file and are skipped without a warning.
 pub const ENV_HANDLED_ELSEWHERE: &[&str] = &["THEMIS_ROOT_PASSWORD", "THEMIS_URL"];
 
-/// Warning returned while `enable_tls = true`: this build does not speak TLS yet.
-pub const TLS_NOT_ENABLED_WARNING: &str =
-    "TLS is configured but not yet enabled in this build: connections are plaintext";
-
 /// Warning returned for `[storage] sync = never`.
 pub const SYNC_NEVER_WARNING: &str =
     "[storage] sync = never: writes are acknowledged before they reach the disk, \
@@ -90,6 +86,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "enable_mtls",
             "tls_ca_cert_path",
             "tls_require_client_cert",
+            "require_tls",
         ],
     ),
     ("storage", &["sync", "cache_size_mb"]),
@@ -167,8 +164,8 @@ max_frame_bytes = 16MiB
 # that connection until answers go out (backpressure, not an error).
 max_in_flight = 1024
 
-# TLS: the settings are read and checked, but this build does not serve TLS yet;
-# enable_tls = true only logs a warning and connections stay plaintext.
+# TLS on the same port as plaintext: the server tells them apart by the first byte.
+# Only TLS 1.2 and 1.3 with ECDHE and AES-GCM or ChaCha20-Poly1305 (docs/security.md).
 enable_tls = false
 # PEM files of the server's certificate chain and private key.
 tls_cert_path =
@@ -178,7 +175,12 @@ tls_min_version = TLSv1.2
 # Mutual TLS: clients present certificates signed by the CA in tls_ca_cert_path.
 enable_mtls = false
 tls_ca_cert_path =
+# With mTLS: refuse clients without a certificate (false: a certificate is optional,
+# but one that is presented must be valid).
 tls_require_client_cert = false
+# Refuse plaintext connections (they get an OP_ERROR saying TLS is required); needs
+# enable_tls = true.
+require_tls = false
 
 [storage]
 # always: a write is acknowledged only once it is on disk (concurrent commits share
@@ -332,6 +334,8 @@ pub struct TlsConfig {
     pub ca_cert_path: Option<PathBuf>,
     /// `tls_require_client_cert`
     pub require_client_cert: bool,
+    /// `require_tls`: refuse plaintext connections on the shared port.
+    pub required: bool,
 }
 
 impl Default for TlsConfig {
@@ -344,6 +348,7 @@ impl Default for TlsConfig {
             mtls: false,
             ca_cert_path: None,
             require_client_cert: false,
+            required: false,
         }
     }
 }
@@ -675,6 +680,13 @@ impl Config {
                     .to_string(),
             ));
         }
+        if tls.required && !tls.enabled {
+            return Err(ConfigError::Inconsistent(
+                "[wire_protocol] require_tls = true needs enable_tls = true (and \
+                 tls_cert_path, tls_key_path): the server cannot require what it does not serve"
+                    .to_string(),
+            ));
+        }
         let txs = &self.transactions;
         if txs.idle_timeout > txs.max_idle_timeout {
             return Err(ConfigError::Inconsistent(format!(
@@ -685,9 +697,6 @@ impl Config {
             )));
         }
         let mut warnings = Vec::new();
-        if tls.enabled {
-            warnings.push(TLS_NOT_ENABLED_WARNING.to_string());
-        }
         if self.storage.sync == SyncMode::Never {
             warnings.push(SYNC_NEVER_WARNING.to_string());
         }
@@ -886,6 +895,7 @@ impl Config {
             }
             ("wire_protocol", "enable_mtls") => w.tls.mtls = parse_bool(v)?,
             ("wire_protocol", "tls_ca_cert_path") => w.tls.ca_cert_path = parse_opt_path(v),
+            ("wire_protocol", "require_tls") => w.tls.required = parse_bool(v)?,
             ("wire_protocol", "tls_require_client_cert") => {
                 w.tls.require_client_cert = parse_bool(v)?
             }
@@ -967,6 +977,7 @@ impl Config {
             ("wire_protocol", "enable_mtls") => w.tls.mtls.to_string(),
             ("wire_protocol", "tls_ca_cert_path") => path(&w.tls.ca_cert_path),
             ("wire_protocol", "tls_require_client_cert") => w.tls.require_client_cert.to_string(),
+            ("wire_protocol", "require_tls") => w.tls.required.to_string(),
             ("storage", "sync") => self.storage.sync.to_string(),
             ("storage", "cache_size_mb") => self.storage.cache_size_mb.to_string(),
             ("query", "memory_limit") => size_text(self.query.memory_limit),
@@ -1345,7 +1356,7 @@ tls_require_client_cert = true
     #[test]
     fn seed_tls_example() {
         let (c, warnings) = parse(SEED_TLS).unwrap();
-        assert_eq!(warnings, vec![TLS_NOT_ENABLED_WARNING.to_string()]);
+        assert!(warnings.is_empty(), "{warnings:?}");
         let tls = &c.wire.tls;
         assert!(tls.enabled);
         assert_eq!(
@@ -1368,7 +1379,7 @@ tls_require_client_cert = true
     #[test]
     fn seed_mtls_example() {
         let (c, warnings) = parse(SEED_MTLS).unwrap();
-        assert_eq!(warnings, vec![TLS_NOT_ENABLED_WARNING.to_string()]);
+        assert!(warnings.is_empty(), "{warnings:?}");
         let tls = &c.wire.tls;
         assert!(tls.enabled && tls.mtls && tls.require_client_cert);
         assert_eq!(
@@ -1434,6 +1445,7 @@ tls_require_client_cert = true
             mtls: true,
             ca_cert_path: Some(PathBuf::from("/ca.pem")),
             require_client_cert: true,
+            required: true,
         };
         c.storage.sync = SyncMode::Never;
         c.storage.cache_size_mb = 7;
@@ -1792,6 +1804,11 @@ tls_require_client_cert = true
         assert!(e.contains("tls_ca_cert_path is not set"), "{e}");
         let e = err_text("[wire_protocol]\ntls_require_client_cert = 1\n");
         assert!(e.contains("needs enable_mtls = true"), "{e}");
+        let e = err_text("[wire_protocol]\nrequire_tls = true\n");
+        assert!(
+            e.contains("require_tls = true needs enable_tls = true"),
+            "{e}"
+        );
         // TLS keys present but disabled: fine and silent.
         let (_, warnings) = parse(
             "[wire_protocol]\nenable_tls = false\ntls_cert_path = /c\ntls_min_version = TLSv1.3\n",

@@ -22,6 +22,12 @@
 //! * Before a successful handshake only PING and HANDSHAKE are served, one at a time.
 //! * Responses leave in completion order; the writer drains whatever is queued into
 //!   one `write` call.
+//! * TLS and plaintext share the port. [`accept`] peeks at the first byte: a TLS
+//!   handshake record (`0x16`) goes through the TLS acceptor, anything else is the
+//!   wire protocol in the clear (refused with `ERR_PROTOCOL` when `require_tls`).
+//!   After that the connection code does not know which it has: it reads and writes
+//!   boxed halves of either stream. The TLS handshake counts against
+//!   `handshake_timeout`, and its failure ends only its own connection.
 //! * Closing never resets the peer: the server half-closes its side, then reads and
 //!   discards until the peer closes (or a short linger ends), so errors and GOAWAY
 //!   frames reach the client.
@@ -33,12 +39,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use themis_proto::envelope::{DecodeError, Decoded};
 use themis_proto::wire::{self, ErrorCode, OpCode};
@@ -46,6 +51,7 @@ use themis_proto::{encode_frame, ErrorExt, FrameCodec, FrameError, Request};
 
 use crate::handlers;
 use crate::session::Session;
+use crate::tls::TLS_HANDSHAKE_RECORD;
 use crate::Shared;
 
 /// Largest batch the writer hands to one `write` call.
@@ -138,8 +144,13 @@ enum ReadEnd {
     Shutdown,
 }
 
+/// The read half of a connection, plaintext TCP or TLS.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a connection, plaintext TCP or TLS.
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
 struct Reader {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     buf: BytesMut,
     codec: FrameCodec,
 }
@@ -187,16 +198,110 @@ impl Reader {
     }
 }
 
-/// Serves one connection until the peer leaves, a fatal frame error, a timeout, or
-/// server shutdown.
-pub(crate) async fn serve(
+/// Takes a freshly accepted socket: TLS or plaintext by its first byte, then
+/// [`serve`]. With TLS off the socket is served as plaintext without peeking.
+pub(crate) async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let accepted_at = Instant::now();
+    let Some(acceptor) = shared.tls.clone() else {
+        let (rd, wr) = stream.into_split();
+        return serve(
+            Box::new(rd),
+            Box::new(wr),
+            peer,
+            shared,
+            shutdown,
+            accepted_at,
+        )
+        .await;
+    };
+    let deadline = accepted_at + shared.config.wire.handshake_timeout;
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        biased;
+        _ = crate::stopped(&mut shutdown) => return,
+        peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => peeked,
+    };
+    match peeked {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(Ok(_)) => return debug!("peer closed before sending anything"),
+        Ok(Err(e)) => return debug!(error = %e, "reading the first byte failed"),
+        Err(_) => return debug!("nothing received within handshake_timeout; closing"),
+    }
+    if first[0] == TLS_HANDSHAKE_RECORD {
+        let handshake = tokio::select! {
+            biased;
+            _ = crate::stopped(&mut shutdown) => return,
+            tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => tls,
+        };
+        let tls = match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                return warn!(%peer, reason = %e, "TLS handshake failed; connection closed");
+            }
+            Err(_) => {
+                return warn!(
+                    %peer,
+                    reason = "not completed within handshake_timeout",
+                    "TLS handshake failed; connection closed"
+                );
+            }
+        };
+        let (_, state) = tls.get_ref();
+        debug!(
+            version = ?state.protocol_version(),
+            suite = ?state.negotiated_cipher_suite().map(|s| s.suite()),
+            client_cert = state.peer_certificates().is_some(),
+            "TLS established"
+        );
+        let (rd, wr) = tokio::io::split(tls);
+        serve(
+            Box::new(rd),
+            Box::new(wr),
+            peer,
+            shared,
+            shutdown,
+            accepted_at,
+        )
+        .await
+    } else if shared.config.wire.tls.required {
+        info!(%peer, "plaintext connection refused: [wire_protocol] require_tls = true");
+        let err = wire::Error::new(
+            ErrorCode::ErrProtocol,
+            "this server requires TLS ([wire_protocol] require_tls = true) and refuses \
+             plaintext connections: enable TLS in the client and trust the server's CA \
+             certificate, then reconnect to the same port",
+        );
+        send_error_and_close(stream, &shared.codec, 0, err).await
+    } else {
+        let (rd, wr) = stream.into_split();
+        serve(
+            Box::new(rd),
+            Box::new(wr),
+            peer,
+            shared,
+            shutdown,
+            accepted_at,
+        )
+        .await
+    }
+}
+
+/// Serves one connection until the peer leaves, a fatal frame error, a timeout, or
+/// server shutdown. `accepted_at` starts the handshake clock.
+async fn serve(
+    rd: ReadHalf,
+    wr: WriteHalf,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    accepted_at: Instant,
+) {
     debug!("connection opened");
-    let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, rx).in_current_span());
     let mut reader = Reader {
@@ -211,7 +316,6 @@ pub(crate) async fn serve(
     conn.subscriptions.open(EventSink::new(tx.clone()));
     // However the connection ends, its running queries stop.
     let _cancel_on_close = CancelOnDrop(conn.cancel.clone());
-    let accepted_at = Instant::now();
     let mut last_frame_at = accepted_at;
 
     let end = loop {
@@ -543,7 +647,7 @@ fn spawn_request(
 }
 
 /// Drains whatever is queued into one buffer per `write` call; half-closes at the end.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn write_loop(mut wr: WriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut written: Vec<Outgoing> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -675,7 +779,7 @@ pub(crate) async fn send_error_and_close(
     let _ = tokio::time::timeout(LINGER, wr.write_all(&frame)).await;
     let _ = wr.shutdown().await;
     let mut reader = Reader {
-        rd,
+        rd: Box::new(rd),
         buf: BytesMut::new(),
         codec: *codec,
     };

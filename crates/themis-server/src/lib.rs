@@ -6,6 +6,9 @@
 //! * [`connection`]: one native wire-protocol connection: a reader that checks frames
 //!   and gates requests on the handshake, concurrent request tasks bounded by the
 //!   in-flight cap, and a writer that coalesces response frames into few syscalls.
+//! * [`tls`]: the certificate, key and client CA of `[wire_protocol]`, checked at
+//!   startup, and the rustls configuration (TLS 1.2+, strong suites, optional mTLS).
+//!   TLS and plaintext share the port; the first byte tells them apart.
 //! * [`session`]: users, bcrypt password checks, session tokens.
 //! * [`handlers`]: one module per opcode family; each turns a typed request into its
 //!   typed response, following the contract's one error rule.
@@ -20,6 +23,7 @@ pub mod handlers;
 pub mod listener;
 mod pools;
 pub mod session;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -42,6 +46,8 @@ pub(crate) struct Shared {
     /// Query execution: starting queries and pulling cursor batches.
     pub queries: pools::ThreadPool,
     pub codec: FrameCodec,
+    /// Set when `enable_tls`: connections starting with a TLS record go through it.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub node_id: String,
     /// Subscription tasks running, on every connection.
     pub open_subscriptions: Arc<std::sync::atomic::AtomicUsize>,
@@ -63,6 +69,8 @@ pub enum StartError {
     NothingToServe,
     #[error("cannot start the server's worker threads: {0}")]
     Threads(std::io::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(tls::TlsError),
     #[error("cannot create the root user: {0}")]
     Bootstrap(String),
 }

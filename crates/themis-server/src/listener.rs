@@ -57,6 +57,12 @@ impl Server {
         if !config.wire.enabled {
             return Err(StartError::NothingToServe);
         }
+        // Certificates first: a TLS mistake is reported before anything is opened.
+        let tls = if config.wire.tls.enabled {
+            Some(crate::tls::acceptor(&config.wire.tls).map_err(StartError::Tls)?)
+        } else {
+            None
+        };
         let addr = config.wire.listen_address();
         let data_dir = config.server.data_dir.display().to_string();
         let store =
@@ -88,6 +94,7 @@ impl Server {
             .unwrap_or_else(|| format!("themis-{}", local_addr.port()));
         let shared = Arc::new(Shared {
             codec: FrameCodec::new(config.wire.max_frame_bytes),
+            tls,
             sessions: SessionRegistry::new(config.server.session_ttl),
             writers: ThreadPool::new("writer", WRITER_THREADS).map_err(StartError::Threads)?,
             queries: ThreadPool::new("query", QUERY_THREADS).map_err(StartError::Threads)?,
@@ -103,8 +110,14 @@ impl Server {
             &shared.config,
             shutdown_rx.clone(),
         ));
+        let tls_mode = tls_mode(&shared.config.wire.tls);
         let task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
-        info!(%local_addr, data_dir, "ThemisDB wire protocol v1 listening");
+        info!(
+            %local_addr,
+            data_dir,
+            tls = tls_mode,
+            "ThemisDB wire protocol v1 listening"
+        );
         Ok(ServerHandle {
             local_addr,
             shutdown_tx,
@@ -174,7 +187,7 @@ async fn accept_loop(
                         let span = tracing::debug_span!("conn", %peer);
                         connections.spawn(
                             async move {
-                                connection::serve(stream, peer, shared, shutdown).await;
+                                connection::accept(stream, peer, shared, shutdown).await;
                                 drop(permit);
                             }
                             .instrument(span),
@@ -205,6 +218,19 @@ async fn accept_loop(
             "shutdown grace expired; closing remaining connections"
         );
         connections.shutdown().await;
+    }
+}
+
+/// How the port is served, for the startup log line.
+fn tls_mode(tls: &crate::config::TlsConfig) -> &'static str {
+    match (tls.enabled, tls.required, tls.mtls, tls.require_client_cert) {
+        (false, _, _, _) => "off (plaintext only)",
+        (true, false, false, _) => "on (TLS and plaintext)",
+        (true, true, false, _) => "required",
+        (true, false, true, false) => "on, client certificates optional (TLS and plaintext)",
+        (true, false, true, true) => "on, client certificates required (TLS and plaintext)",
+        (true, true, true, false) => "required, client certificates optional",
+        (true, true, true, true) => "required, client certificates required",
     }
 }
 
