@@ -282,7 +282,14 @@ async fn open_session(
                 format!("could not connect to {addr} ({e}); check that the server runs there"),
             )
         })?;
-        let connection = Connection::start(stream, options.max_frame_bytes);
+        let connection = match &options.tls {
+            None => Connection::start(stream, options.max_frame_bytes),
+            Some(tls) => {
+                let peer = crate::connection::peer_of(&stream);
+                let stream = crate::tls::connect(tls, &target.host, stream).await?;
+                Connection::start_tls(stream, peer, options.max_frame_bytes)
+            }
+        };
         let mut request = wire::HandshakeRequest {
             protocol_version: PROTOCOL_VERSION.to_owned(),
             client_name: options.client_name.clone(),

@@ -53,8 +53,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use themis_proto::{encode_frame, wire, FrameCodec, FrameError, OpCode};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -322,20 +322,30 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Starts the reader and writer tasks on an open stream.
+    /// Starts the reader and writer tasks on an open TCP stream.
     ///
     /// `max_frame_bytes` limits frames in both directions until
     /// [`Self::set_send_limit`] raises or lowers the outgoing one.
     pub fn start(stream: TcpStream, max_frame_bytes: u32) -> Self {
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "unknown peer".to_owned());
-        // Requests are small and latency-bound; the writer already coalesces.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
+        let peer = peer_of(&stream);
         let (read_half, write_half) = stream.into_split();
+        Self::start_halves(read_half, write_half, peer, max_frame_bytes)
+    }
+
+    /// [`Self::start`] on any other stream: TLS over TCP.
+    pub fn start_tls<S>(stream: S, peer: String, max_frame_bytes: u32) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read_half, write_half) = tokio::io::split(stream);
+        Self::start_halves(read_half, write_half, peer, max_frame_bytes)
+    }
+
+    fn start_halves<R, W>(read_half: R, write_half: W, peer: String, max_frame_bytes: u32) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
         });
@@ -512,8 +522,8 @@ impl std::fmt::Debug for FrameStream {
 }
 
 /// Writes queued frames, coalescing everything already queued into one `write_all`.
-async fn write_loop(
-    mut socket: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut rx: mpsc::Receiver<Bytes>,
     shared: Arc<Shared>,
 ) {
@@ -553,13 +563,13 @@ async fn write_loop(
 }
 
 /// Reads frames and hands each to its waiter until EOF, an I/O error or a bad frame.
-async fn read_loop(mut socket: OwnedReadHalf, codec: FrameCodec, shared: Arc<Shared>) {
+async fn read_loop<R: AsyncRead + Unpin>(mut socket: R, codec: FrameCodec, shared: Arc<Shared>) {
     let reason = read_frames(&mut socket, codec, &shared).await;
     shared.fail_all(reason);
 }
 
-async fn read_frames(
-    socket: &mut OwnedReadHalf,
+async fn read_frames<R: AsyncRead + Unpin>(
+    socket: &mut R,
     codec: FrameCodec,
     shared: &Shared,
 ) -> CloseReason {
@@ -646,6 +656,18 @@ fn dispatch(payload: Bytes, shared: &Shared) -> std::result::Result<(), CloseRea
             Ok(())
         }
     }
+}
+
+/// The server's address as the socket sees it, with TCP_NODELAY set on the way:
+/// requests are small and latency-bound, and the writer already coalesces.
+pub(crate) fn peer_of(stream: &TcpStream) -> String {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "unknown peer".to_owned())
 }
 
 #[cfg(test)]

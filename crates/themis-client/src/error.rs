@@ -71,6 +71,12 @@ pub enum Error {
     #[error("request of {len} bytes exceeds the server's max_frame_bytes {max}; split it into smaller requests")]
     MessageTooLarge { len: u64, max: u32 },
 
+    /// TLS could not be set up (a certificate or key file is missing or unreadable)
+    /// or its handshake failed (the server's certificate is not trusted or does not
+    /// name the host, the server refused the client certificate).
+    #[error("TLS: {0}")]
+    Tls(String),
+
     /// A document could not be turned into JSON, or the JSON the server returned does
     /// not fit the requested type.
     #[error("JSON (de)serialization failed: {0}")]
@@ -146,6 +152,7 @@ impl Error {
             | Self::GoAway { .. }
             | Self::Timeout { .. } => ErrorKind::Connection,
             Self::Protocol(_) => ErrorKind::Protocol,
+            Self::Tls(_) => ErrorKind::Connection,
             Self::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
             Self::InvalidUrl { .. } | Self::Serialization(_) => ErrorKind::InvalidInput,
         }

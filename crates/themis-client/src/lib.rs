@@ -241,6 +241,7 @@ pub mod options;
 mod query;
 mod retry;
 mod subscription;
+mod tls;
 mod transaction;
 
 pub use admin::{CollectionInfo, CollectionStats, IndexInfo, IndexOptions};
@@ -249,7 +250,7 @@ pub use collection::{
     Collection, DeleteOptions, DeleteResult, DocumentMeta, UpdateMode, UpdateOptions,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use options::{ClientOptions, ConnectTarget, DEFAULT_DATABASE, DEFAULT_PORT};
+pub use options::{ClientOptions, ConnectTarget, TlsOptions, DEFAULT_DATABASE, DEFAULT_PORT};
 pub use query::{Query, QueryStats, QueryStream};
 pub use retry::RetryPolicy;
 pub use subscription::{

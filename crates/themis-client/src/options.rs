@@ -57,6 +57,23 @@ pub struct ClientOptions {
     /// connection on a larger one). Outgoing frames are limited by the server's
     /// advertised `max_frame_bytes` instead. Default 16 MiB.
     pub max_frame_bytes: u32,
+    /// Connect over TLS (and present a client certificate for mTLS). Default: off.
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS settings of a connection (seed 000's `enable_ssl`, `ssl_ca_cert_path`,
+/// `ssl_cert_path`, `ssl_key_path`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM file with the CA certificate(s) the server's certificate must chain to
+    /// (`themisdb cert ca` makes a development CA).
+    pub ca_cert_path: std::path::PathBuf,
+    /// PEM client certificate, for servers that require mTLS.
+    pub client_cert_path: Option<std::path::PathBuf>,
+    /// PEM private key of the client certificate.
+    pub client_key_path: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry; default: the host connected to.
+    pub server_name: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +86,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_frame_bytes: themis_proto::DEFAULT_MAX_FRAME_BYTES,
+            tls: None,
         }
     }
 }
@@ -83,6 +101,7 @@ impl fmt::Debug for ClientOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -5,8 +5,10 @@
 //! * `themisdb bench`: load generator against a running server.
 //! * `themisdb query`: run one AQL query, print its results as JSON (for scripts).
 //! * `themisdb shell`: an interactive AQL shell.
+//! * `themisdb cert`: a development CA and server/client certificates for TLS.
 
 mod bench;
+mod cert;
 mod query;
 mod serve;
 mod shell;
@@ -34,6 +36,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Interactive AQL shell (reads statements from stdin when it is not a terminal).
     Shell(shell::ShellArgs),
+    /// Make a development CA and server or client certificates (with proper SANs).
+    Cert(cert::CertArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Query(args) => query::run(args),
         Command::Shell(args) => shell::run(args),
+        Command::Cert(args) => cert::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
