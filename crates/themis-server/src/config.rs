@@ -87,6 +87,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "tls_ca_cert_path",
             "tls_require_client_cert",
             "require_tls",
+            "tls_reload_interval",
         ],
     ),
     ("storage", &["sync", "cache_size_mb"]),
@@ -181,6 +182,10 @@ tls_require_client_cert = false
 # Refuse plaintext connections (they get an OP_ERROR saying TLS is required); needs
 # enable_tls = true.
 require_tls = false
+# How often the certificate, key and CA files are checked for changes (modification
+# time and length); changed files are reloaded without a restart, as on SIGHUP.
+# 0 turns the checks off (SIGHUP still reloads).
+tls_reload_interval = 5
 
 [storage]
 # always: a write is acknowledged only once it is on disk (concurrent commits share
@@ -336,6 +341,8 @@ pub struct TlsConfig {
     pub require_client_cert: bool,
     /// `require_tls`: refuse plaintext connections on the shared port.
     pub required: bool,
+    /// `tls_reload_interval`: how often the files are checked for changes; zero: never.
+    pub reload_interval: Duration,
 }
 
 impl Default for TlsConfig {
@@ -349,6 +356,7 @@ impl Default for TlsConfig {
             ca_cert_path: None,
             require_client_cert: false,
             required: false,
+            reload_interval: Duration::from_secs(5),
         }
     }
 }
@@ -896,6 +904,9 @@ impl Config {
             ("wire_protocol", "enable_mtls") => w.tls.mtls = parse_bool(v)?,
             ("wire_protocol", "tls_ca_cert_path") => w.tls.ca_cert_path = parse_opt_path(v),
             ("wire_protocol", "require_tls") => w.tls.required = parse_bool(v)?,
+            ("wire_protocol", "tls_reload_interval") => {
+                w.tls.reload_interval = parse_duration(v, true)?
+            }
             ("wire_protocol", "tls_require_client_cert") => {
                 w.tls.require_client_cert = parse_bool(v)?
             }
@@ -978,6 +989,7 @@ impl Config {
             ("wire_protocol", "tls_ca_cert_path") => path(&w.tls.ca_cert_path),
             ("wire_protocol", "tls_require_client_cert") => w.tls.require_client_cert.to_string(),
             ("wire_protocol", "require_tls") => w.tls.required.to_string(),
+            ("wire_protocol", "tls_reload_interval") => duration_text(w.tls.reload_interval),
             ("storage", "sync") => self.storage.sync.to_string(),
             ("storage", "cache_size_mb") => self.storage.cache_size_mb.to_string(),
             ("query", "memory_limit") => size_text(self.query.memory_limit),
@@ -1446,6 +1458,7 @@ tls_require_client_cert = true
             ca_cert_path: Some(PathBuf::from("/ca.pem")),
             require_client_cert: true,
             required: true,
+            reload_interval: Duration::ZERO,
         };
         c.storage.sync = SyncMode::Never;
         c.storage.cache_size_mb = 7;

@@ -207,7 +207,7 @@ pub(crate) async fn accept(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let accepted_at = Instant::now();
-    let Some(acceptor) = shared.tls.clone() else {
+    let Some(tls) = shared.tls.clone() else {
         let (rd, wr) = stream.into_split();
         return serve(
             Box::new(rd),
@@ -233,6 +233,8 @@ pub(crate) async fn accept(
         Err(_) => return debug!("nothing received within handshake_timeout; closing"),
     }
     if first[0] == TLS_HANDSHAKE_RECORD {
+        // The newest certificate, read once: a reload later does not touch this one.
+        let acceptor = tls.acceptor();
         let handshake = tokio::select! {
             biased;
             _ = crate::stopped(&mut shutdown) => return,

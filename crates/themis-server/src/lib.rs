@@ -46,8 +46,9 @@ pub(crate) struct Shared {
     /// Query execution: starting queries and pulling cursor batches.
     pub queries: pools::ThreadPool,
     pub codec: FrameCodec,
-    /// Set when `enable_tls`: connections starting with a TLS record go through it.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set when `enable_tls`: connections starting with a TLS record go through its
+    /// newest configuration (reloadable, see [`tls::TlsReloader`]).
+    pub tls: Option<Arc<tls::TlsReloader>>,
     pub node_id: String,
     /// Subscription tasks running, on every connection.
     pub open_subscriptions: Arc<std::sync::atomic::AtomicUsize>,

@@ -29,6 +29,7 @@ use themis_storage::{DocumentStore, Retention};
 use crate::connection::{self, send_error_and_close};
 use crate::pools::ThreadPool;
 use crate::session::SessionRegistry;
+use crate::tls::{TlsError, TlsReloader};
 
 /// Storage writer threads: enough to keep commits flowing while one waits for the
 /// journal, few enough not to fight over it (see `pools`).
@@ -48,6 +49,7 @@ pub struct ServerHandle {
     task: tokio::task::JoinHandle<()>,
     store: Arc<DocumentStore>,
     open_subscriptions: Arc<AtomicUsize>,
+    tls: Option<Arc<TlsReloader>>,
 }
 
 impl Server {
@@ -59,7 +61,9 @@ impl Server {
         }
         // Certificates first: a TLS mistake is reported before anything is opened.
         let tls = if config.wire.tls.enabled {
-            Some(crate::tls::acceptor(&config.wire.tls).map_err(StartError::Tls)?)
+            Some(Arc::new(
+                crate::tls::TlsReloader::new(&config.wire.tls).map_err(StartError::Tls)?,
+            ))
         } else {
             None
         };
@@ -110,6 +114,17 @@ impl Server {
             &shared.config,
             shutdown_rx.clone(),
         ));
+        let tls = shared.tls.clone();
+        if let Some(reloader) = &tls {
+            let every = shared.config.wire.tls.reload_interval;
+            if !every.is_zero() {
+                tokio::spawn(watch_tls_files(
+                    reloader.clone(),
+                    every,
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
         let tls_mode = tls_mode(&shared.config.wire.tls);
         let task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
         info!(
@@ -124,6 +139,7 @@ impl Server {
             task,
             store,
             open_subscriptions,
+            tls,
         })
     }
 }
@@ -143,6 +159,19 @@ impl ServerHandle {
     /// task; it ends with its subscription or its connection).
     pub fn open_subscriptions(&self) -> usize {
         self.open_subscriptions.load(Ordering::Relaxed)
+    }
+
+    /// Reloads the TLS certificate, key and CA files (what SIGHUP and the file
+    /// watcher do): new connections get the new certificate, established ones keep
+    /// theirs. When the new files fail the startup checks, the old certificate keeps
+    /// serving and the error names the file and the problem.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.tls.as_ref().ok_or(TlsError::NotEnabled)?.reload()
+    }
+
+    /// How many TLS reloads failed since start (0 without TLS).
+    pub fn tls_reload_failures(&self) -> u64 {
+        self.tls.as_ref().map_or(0, |t| t.failures())
     }
 
     /// Graceful shutdown: stop accepting, GOAWAY every connection, let in-flight
@@ -260,6 +289,25 @@ fn prune_change_log(
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+}
+
+/// Every `every`, reloads the TLS files when one changed (modification time or
+/// length), until shutdown. A failed reload (say, a file caught mid-write) is tried
+/// again once the files change again.
+async fn watch_tls_files(
+    reloader: Arc<TlsReloader>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = crate::stopped(&mut shutdown) => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let r = reloader.clone();
+        // Errors are logged and counted by the reloader itself.
+        let _ = tokio::task::spawn_blocking(move || r.reload_if_changed()).await;
     }
 }
 

@@ -1,11 +1,13 @@
 //! TLS for the wire protocol: loading the certificate, key and client CA named in
 //! `[wire_protocol]`, and the rustls server configuration built from them.
 //!
-//! Everything is checked once, at startup, so a server that starts can serve TLS: a
+//! Everything is checked at startup, so a server that starts can serve TLS: a
 //! missing, unreadable or non-PEM file, a file without a certificate or key, a key
 //! that does not belong to the certificate, and a certificate outside its validity
 //! period each stop the start with a [`TlsError`] naming the setting, the file and
-//! the problem.
+//! the problem. [`TlsReloader`] runs the same checks again to rotate certificates
+//! without a restart (SIGHUP, changed files); when they fail, the old configuration
+//! keeps serving.
 //!
 //! Invariants:
 //! * One crypto backend, aws-lc-rs, and its default cipher suites, which are exactly
@@ -21,7 +23,8 @@
 //!   presents must still verify.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::CryptoProvider;
@@ -51,6 +54,9 @@ pub enum TlsError {
     /// `Config::validate`).
     #[error("[wire_protocol] {0} is not set but TLS is enabled; point it at a PEM file")]
     Missing(&'static str),
+    /// A reload was asked of a server that does not serve TLS.
+    #[error("TLS is not enabled ([wire_protocol] enable_tls = false): nothing to reload")]
+    NotEnabled,
     /// rustls refused the assembled configuration.
     #[error("TLS configuration refused by rustls: {0}")]
     Rustls(String),
@@ -119,6 +125,99 @@ pub fn server_config(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
             problem: format!("certificate and key are not usable together: {e}"),
         })?;
     Ok(Arc::new(config))
+}
+
+/// The serving TLS configuration, swappable while the server runs (certificate
+/// rotation). Each accepted TLS connection reads the newest configuration once, in
+/// [`Self::acceptor`]; established connections keep the one they were accepted with.
+///
+/// [`Self::reload`] runs the same load-and-check path as startup: when the new files
+/// are not usable, the old configuration keeps serving and the failure is counted.
+pub struct TlsReloader {
+    cfg: TlsConfig,
+    current: RwLock<Arc<ServerConfig>>,
+    /// The files' (modification time, length) at the last reload attempt, for
+    /// [`Self::reload_if_changed`].
+    seen: Mutex<Vec<FileStamp>>,
+    failures: AtomicU64,
+}
+
+/// What the watcher compares: a file's modification time and length (`None` when it
+/// cannot be read).
+type FileStamp = Option<(SystemTime, u64)>;
+
+impl TlsReloader {
+    /// Loads and checks `cfg`'s files, as at startup.
+    pub fn new(cfg: &TlsConfig) -> Result<Self, TlsError> {
+        let seen = stamps(cfg);
+        let config = server_config(cfg)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            current: RwLock::new(config),
+            seen: Mutex::new(seen),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// An acceptor with the newest configuration.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let config = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        tokio_rustls::TlsAcceptor::from(config)
+    }
+
+    /// Reloads the certificate, key and CA files. On success new connections get the
+    /// new configuration; on failure the old one keeps serving, the failure is logged
+    /// at `warn` and counted, and the error says which file and what is wrong.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        // Stamps are taken before reading, so a file still being written when it is
+        // read changes again afterwards and the watcher retries it.
+        let stamps = stamps(&self.cfg);
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = stamps;
+        match server_config(&self.cfg) {
+            Ok(config) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+                tracing::info!("TLS certificates reloaded; new connections use them");
+                Ok(())
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %e,
+                    "TLS reload failed; the previous certificate keeps serving"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::reload`] when a file's modification time or length changed since the
+    /// last attempt; `None` when nothing changed.
+    pub fn reload_if_changed(&self) -> Option<Result<(), TlsError>> {
+        let now = stamps(&self.cfg);
+        if *self.seen.lock().unwrap_or_else(|e| e.into_inner()) == now {
+            return None;
+        }
+        Some(self.reload())
+    }
+
+    /// How many reloads failed since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+fn stamps(cfg: &TlsConfig) -> Vec<FileStamp> {
+    [&cfg.cert_path, &cfg.key_path, &cfg.ca_cert_path]
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path.as_deref()?).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
 }
 
 /// Reads a file named by `setting`, saying which and why when it cannot.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use themis_server::config::{Config, LogFormat};
+use themis_server::tls::TlsError;
 use themis_server::{Server, StartOptions};
 use tracing::{info, warn};
 
@@ -90,10 +91,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let opts = StartOptions {
             root_password: std::env::var("THEMIS_ROOT_PASSWORD").ok(),
         };
+        // Handlers first: a SIGHUP right after the "listening" line must not kill us.
+        let signals = Signals::install()?;
         let handle = Server::start(config, opts).await?;
         // Tests and scripts wait for this line to know the port is open.
         println!("themisdb listening on {}", handle.local_addr());
-        wait_for_signal().await?;
+        signals.wait(&handle).await;
         info!("signal received: shutting down gracefully");
         handle
             .shutdown()
@@ -104,13 +107,38 @@ pub fn run(args: ServeArgs) -> Result<()> {
     })
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals `serve` handles: SIGTERM and SIGINT stop it, SIGHUP reloads TLS.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
+        })
     }
-    Ok(())
+
+    /// Waits for SIGTERM or SIGINT. SIGHUP meanwhile reloads the TLS certificates
+    /// (see `ServerHandle::reload_tls`) and the server keeps running.
+    async fn wait(mut self, handle: &themis_server::ServerHandle) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => {
+                    info!("SIGHUP received: reloading TLS certificates");
+                    // A failed reload logs the file and the problem itself.
+                    if let Err(TlsError::NotEnabled) = handle.reload_tls() {
+                        info!("TLS is not enabled; nothing to reload");
+                    }
+                }
+            }
+        }
+    }
 }

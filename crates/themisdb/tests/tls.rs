@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{RawConn, TestServer, ROOT_PASSWORD};
+use common::{RawConn, ServerProcess, TestServer, ROOT_PASSWORD};
 use prost::Message;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -689,4 +689,233 @@ openssl x509 -req -in client-req.pem -CA ca-cert.pem -CAkey ca-key.pem \\
         .expect("openssl-made certificates work");
     }
     server.shutdown().await;
+}
+
+// --- Certificate rotation ---
+
+/// Copies `from`'s certificate and key over `to`'s files, as an operator replacing
+/// them in place would.
+fn replace_files(from: &Issued, to: &Issued) {
+    std::fs::copy(&from.cert, &to.cert).unwrap();
+    std::fs::copy(&from.key, &to.key).unwrap();
+}
+
+/// The leaf certificate the server presented on `tls`.
+fn served_leaf(tls: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .expect("server certificate")[0]
+        .clone()
+        .into_owned()
+}
+
+fn leaf_of(issued: &Issued) -> CertificateDer<'static> {
+    load_certs(&issued.cert).remove(0)
+}
+
+/// The leaf a fresh TLS connection (with HANDSHAKE + PING) is served.
+async fn leaf_served_now(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> CertificateDer<'static> {
+    let mut tls = tls_connect(addr, config).await.expect("TLS connects");
+    handshake_and_ping(&mut tls).await.expect("session works");
+    let leaf = served_leaf(&tls);
+    let _ = tls.shutdown().await;
+    leaf
+}
+
+/// One PING → PONG on an already logged-in stream.
+async fn ping<S>(stream: &mut S, id: u64)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let codec = FrameCodec::default();
+    let mut out = BytesMut::new();
+    let ping = wire::Ping { timestamp_ms: 7 };
+    encode_frame(&codec, OpCode::OpPing, id, &ping, &mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut buf = BytesMut::new();
+    let frame = loop {
+        if let Some(payload) = codec.decode(&mut buf).unwrap() {
+            break wire::Envelope::decode(payload).unwrap();
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf))
+            .await
+            .expect("PONG in time")
+            .unwrap();
+        assert!(n > 0, "connection closed instead of PONG");
+    };
+    assert_eq!(frame.opcode, OpCode::OpPong as i32, "{frame:?}");
+    assert_eq!(frame.request_id, id);
+}
+
+#[tokio::test]
+async fn rotated_certificate_is_served_to_new_connections_while_old_ones_continue() {
+    let pki = Pki::new("Test CA");
+    let served = pki.server();
+    let a = pki.issue("server-a", &["127.0.0.1"], false, false);
+    let b = pki.issue("server-b", &["127.0.0.1"], false, false);
+    replace_files(&a, &served);
+    let server = TestServer::start_with(|c| {
+        enable_tls(c, &served);
+        c.wire.tls.reload_interval = Duration::ZERO; // only explicit reloads here
+    })
+    .await;
+    let handle = server.handle.as_ref().unwrap();
+    let config = client_config(&pki, BOTH, None);
+
+    let mut client1 = tls_connect(server.addr, config.clone()).await.unwrap();
+    handshake_and_ping(&mut client1).await.unwrap();
+    assert_eq!(served_leaf(&client1), leaf_of(&a));
+
+    replace_files(&b, &served);
+    handle.reload_tls().expect("cert B loads");
+    assert_eq!(handle.tls_reload_failures(), 0);
+
+    let mut client2 = tls_connect(server.addr, config.clone()).await.unwrap();
+    handshake_and_ping(&mut client2).await.unwrap();
+    assert_eq!(
+        served_leaf(&client2),
+        leaf_of(&b),
+        "new connections get cert B"
+    );
+
+    // The connection made under cert A is untouched.
+    ping(&mut client1, 10).await;
+    ping(&mut client2, 10).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn changed_certificate_files_are_picked_up_without_a_reload_call() {
+    let pki = Pki::new("Test CA");
+    let served = pki.server();
+    let a = pki.issue("server-a", &["127.0.0.1"], false, false);
+    let b = pki.issue("server-b", &["127.0.0.1"], false, false);
+    replace_files(&a, &served);
+    let server = TestServer::start_with(|c| {
+        enable_tls(c, &served);
+        c.wire.tls.reload_interval = Duration::from_millis(100);
+    })
+    .await;
+    let config = client_config(&pki, BOTH, None);
+    let mut client1 = tls_connect(server.addr, config.clone()).await.unwrap();
+    handshake_and_ping(&mut client1).await.unwrap();
+    assert_eq!(served_leaf(&client1), leaf_of(&a));
+
+    // Written in place, not atomically: the watcher may see the new certificate with
+    // the old key, fail, and must pick the pair up once the key is written too.
+    replace_files(&b, &served);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while leaf_served_now(server.addr, config.clone()).await != leaf_of(&b) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher never served cert B"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ping(&mut client1, 10).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_new_certificate_keeps_the_old_one_serving() {
+    let pki = Pki::new("Test CA");
+    let served = pki.server();
+    let good = leaf_of(&served);
+    let server = TestServer::start_with(|c| {
+        enable_tls(c, &served);
+        c.wire.tls.reload_interval = Duration::ZERO;
+    })
+    .await;
+    let handle = server.handle.as_ref().unwrap();
+    let config = client_config(&pki, BOTH, None);
+    let original = pki.issue("original", &["127.0.0.1"], false, false);
+    std::fs::copy(&served.cert, &original.cert).unwrap();
+    std::fs::copy(&served.key, &original.key).unwrap();
+
+    // Expired.
+    let expired = pki.issue("expired", &["127.0.0.1"], false, true);
+    replace_files(&expired, &served);
+    let err = handle.reload_tls().unwrap_err().to_string();
+    assert!(err.contains("expired"), "{err}");
+    assert!(err.contains("tls_cert_path"), "{err}");
+    assert!(err.contains(&served.cert.display().to_string()), "{err}");
+    assert_eq!(handle.tls_reload_failures(), 1);
+    assert_eq!(leaf_served_now(server.addr, config.clone()).await, good);
+
+    // A new certificate with the old key.
+    let other = pki.issue("other", &["127.0.0.1"], false, false);
+    std::fs::copy(&other.cert, &served.cert).unwrap();
+    std::fs::copy(&original.key, &served.key).unwrap();
+    let err = handle.reload_tls().unwrap_err().to_string();
+    assert!(err.contains("does not match"), "{err}");
+    assert!(err.contains("tls_key_path"), "{err}");
+    assert_eq!(handle.tls_reload_failures(), 2);
+    assert_eq!(leaf_served_now(server.addr, config.clone()).await, good);
+
+    // Not PEM at all (a file caught mid-write looks like this).
+    std::fs::write(&served.cert, b"-----BEGIN CERT").unwrap();
+    let err = handle.reload_tls().unwrap_err().to_string();
+    assert!(err.contains("tls_cert_path"), "{err}");
+    assert_eq!(leaf_served_now(server.addr, config.clone()).await, good);
+
+    // Fixed files load again.
+    replace_files(&other, &served);
+    handle.reload_tls().expect("good files load");
+    assert_eq!(leaf_served_now(server.addr, config).await, leaf_of(&other));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reload_without_tls_says_tls_is_off() {
+    let server = TestServer::start().await;
+    let err = server.handle.as_ref().unwrap().reload_tls().unwrap_err();
+    assert!(err.to_string().contains("not enabled"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_certificates_and_keeps_the_server_running() {
+    let pki = Pki::new("Test CA");
+    let served = pki.server();
+    let b = pki.issue("server-b", &["127.0.0.1"], false, false);
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let cert = served.cert.display().to_string();
+    let key = served.key.display().to_string();
+    let mut server = ServerProcess::start(
+        &data_dir,
+        &[
+            ("THEMIS_WIRE_PROTOCOL_ENABLE_TLS", "true"),
+            ("THEMIS_WIRE_PROTOCOL_TLS_CERT_PATH", &cert),
+            ("THEMIS_WIRE_PROTOCOL_TLS_KEY_PATH", &key),
+            ("THEMIS_WIRE_PROTOCOL_TLS_RELOAD_INTERVAL", "0"),
+        ],
+    );
+    let config = client_config(&pki, BOTH, None);
+    assert_eq!(
+        leaf_served_now(server.addr, config.clone()).await,
+        leaf_of(&served)
+    );
+
+    replace_files(&b, &served);
+    server.signal(libc::SIGHUP);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while leaf_served_now(server.addr, config.clone()).await != leaf_of(&b) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SIGHUP never made the server serve cert B"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the server"
+    );
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).success());
 }
