@@ -207,50 +207,76 @@ pub(crate) async fn accept(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let accepted_at = Instant::now();
-    let Some(tls) = shared.tls.clone() else {
-        let (rd, wr) = stream.into_split();
-        return serve(
-            Box::new(rd),
-            Box::new(wr),
-            peer,
-            shared,
-            shutdown,
-            accepted_at,
-        )
-        .await;
+    let (rd, wr): (ReadHalf, WriteHalf) = match shared.tls.clone() {
+        None => {
+            let (rd, wr) = stream.into_split();
+            (Box::new(rd), Box::new(wr))
+        }
+        Some(tls) => {
+            match negotiate(stream, peer, &shared, &tls, &mut shutdown, accepted_at).await {
+                Some(halves) => halves,
+                None => return,
+            }
+        }
     };
+    serve(rd, wr, peer, shared, shutdown, accepted_at).await
+}
+
+/// The stream to serve on a port that speaks TLS and plaintext: TLS after a
+/// handshake when the first byte starts one, plaintext otherwise (unless TLS is
+/// required). `None` when the connection ended here (handshake failed, plaintext
+/// refused, peer gone, shutdown).
+async fn negotiate(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    tls: &crate::tls::TlsReloader,
+    shutdown: &mut watch::Receiver<bool>,
+    accepted_at: Instant,
+) -> Option<(ReadHalf, WriteHalf)> {
     let deadline = accepted_at + shared.config.wire.handshake_timeout;
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
         biased;
-        _ = crate::stopped(&mut shutdown) => return,
+        _ = crate::stopped(shutdown) => return None,
         peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => peeked,
     };
     match peeked {
         Ok(Ok(n)) if n > 0 => {}
-        Ok(Ok(_)) => return debug!("peer closed before sending anything"),
-        Ok(Err(e)) => return debug!(error = %e, "reading the first byte failed"),
-        Err(_) => return debug!("nothing received within handshake_timeout; closing"),
+        Ok(Ok(_)) => {
+            debug!("peer closed before sending anything");
+            return None;
+        }
+        Ok(Err(e)) => {
+            debug!(error = %e, "reading the first byte failed");
+            return None;
+        }
+        Err(_) => {
+            debug!("nothing received within handshake_timeout; closing");
+            return None;
+        }
     }
     if first[0] == TLS_HANDSHAKE_RECORD {
         // The newest certificate, read once: a reload later does not touch this one.
         let acceptor = tls.acceptor();
         let handshake = tokio::select! {
             biased;
-            _ = crate::stopped(&mut shutdown) => return,
+            _ = crate::stopped(shutdown) => return None,
             tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => tls,
         };
         let tls = match handshake {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                return warn!(%peer, reason = %e, "TLS handshake failed; connection closed");
+                warn!(%peer, reason = %e, "TLS handshake failed; connection closed");
+                return None;
             }
             Err(_) => {
-                return warn!(
+                warn!(
                     %peer,
                     reason = "not completed within handshake_timeout",
                     "TLS handshake failed; connection closed"
                 );
+                return None;
             }
         };
         let (_, state) = tls.get_ref();
@@ -261,15 +287,7 @@ pub(crate) async fn accept(
             "TLS established"
         );
         let (rd, wr) = tokio::io::split(tls);
-        serve(
-            Box::new(rd),
-            Box::new(wr),
-            peer,
-            shared,
-            shutdown,
-            accepted_at,
-        )
-        .await
+        Some((Box::new(rd), Box::new(wr)))
     } else if shared.config.wire.tls.required {
         info!(%peer, "plaintext connection refused: [wire_protocol] require_tls = true");
         let err = wire::Error::new(
@@ -278,18 +296,11 @@ pub(crate) async fn accept(
              plaintext connections: enable TLS in the client and trust the server's CA \
              certificate, then reconnect to the same port",
         );
-        send_error_and_close(stream, &shared.codec, 0, err).await
+        send_error_and_close(stream, &shared.codec, 0, err).await;
+        None
     } else {
         let (rd, wr) = stream.into_split();
-        serve(
-            Box::new(rd),
-            Box::new(wr),
-            peer,
-            shared,
-            shutdown,
-            accepted_at,
-        )
-        .await
+        Some((Box::new(rd), Box::new(wr)))
     }
 }
 

@@ -29,23 +29,8 @@ fn serve(conf: &str, extra: &[&str]) -> (std::process::Child, tempfile::TempDir)
     (child, dir)
 }
 
-#[test]
-fn seed_tls_example_with_a_typo_warns_and_refuses_its_placeholder_paths() {
-    // Seed 000's TLS example as written, plus a misspelt key. Its certificate paths
-    // are placeholders, so the server must refuse to start, naming the file.
-    let conf = "[wire_protocol]
-enabled = true
-bind_address = 0.0.0.0
-port = 8766
-# TLS Configuration
-enable_tls = true
-tls_cert_path = /path/to/server-cert.pem
-tls_key_path = /path/to/server-key.pem
-tls_min_version = TLSv1.2 # or TLSv1.3
-max_conection = 10
-";
-    // Flags beat the file: loopback and a free port instead of 0.0.0.0:8766.
-    let (mut child, _dir) = serve(conf, &["--bind", "127.0.0.1", "--port", "0"]);
+/// Waits for `child` to exit with a failure (it must refuse to start); its stderr.
+fn refused(child: &mut std::process::Child) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -65,6 +50,27 @@ max_conection = 10
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
+    stderr
+}
+
+#[test]
+fn seed_tls_example_with_a_typo_warns_and_refuses_its_placeholder_paths() {
+    // Seed 000's TLS example as written, plus a misspelt key. Its certificate paths
+    // are placeholders, so the server must refuse to start, naming the file.
+    let conf = "[wire_protocol]
+enabled = true
+bind_address = 0.0.0.0
+port = 8766
+# TLS Configuration
+enable_tls = true
+tls_cert_path = /path/to/server-cert.pem
+tls_key_path = /path/to/server-key.pem
+tls_min_version = TLSv1.2 # or TLSv1.3
+max_conection = 10
+";
+    // Flags beat the file: loopback and a free port instead of 0.0.0.0:8766.
+    let (mut child, _dir) = serve(conf, &["--bind", "127.0.0.1", "--port", "0"]);
+    let stderr = refused(&mut child);
     assert!(
         stderr.contains("tls_cert_path = /path/to/server-cert.pem: file not found"),
         "{stderr}"
@@ -84,25 +90,7 @@ max_conection = 10
 fn bad_value_refuses_to_start_naming_the_line() {
     let conf = "[wire_protocol]\nport = 8766\nmax_connections = lots\n";
     let (mut child, _dir) = serve(conf, &["--port", "0"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server should have refused to start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = refused(&mut child);
     assert!(stderr.contains("themis.conf:3"), "{stderr}");
     assert!(stderr.contains("lots"), "{stderr}");
     assert!(stderr.contains("max_connections"), "{stderr}");
