@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use crate::collection::Collection;
 use crate::connection::{Connection, Frame, FrameStream, IsLast, StreamItem};
 use crate::error::{check, Error, Result};
-use crate::options::{ClientOptions, ConnectTarget, DEFAULT_DATABASE};
+use crate::options::{Auth, ClientOptions, ConnectTarget, DEFAULT_DATABASE};
 
 /// Everything this client can do, advertised in the handshake.
 const CLIENT_FEATURES: u64 = features::MULTIPLEXING
@@ -275,6 +275,18 @@ async fn open_session(
 ) -> Result<Session> {
     let addr = target.addr();
     let limit = options.connect_timeout;
+    if options.auth == Auth::Certificate
+        && options
+            .tls
+            .as_ref()
+            .is_none_or(|tls| tls.client_cert_path.is_none())
+    {
+        return Err(Error::Tls(
+            "Auth::Certificate needs a client certificate: set ClientOptions.tls with \
+             client_cert_path and client_key_path"
+                .to_owned(),
+        ));
+    }
     let handshake = async {
         let stream = TcpStream::connect(&addr).await.map_err(|e| {
             std::io::Error::new(
@@ -290,21 +302,7 @@ async fn open_session(
                 Connection::start_tls(stream, peer, options.max_frame_bytes)
             }
         };
-        let mut request = wire::HandshakeRequest {
-            protocol_version: PROTOCOL_VERSION.to_owned(),
-            client_name: options.client_name.clone(),
-            auth_method: wire::AuthMethod::UsernamePassword as i32,
-            database: options.database.clone().unwrap_or_default(),
-            client_features: CLIENT_FEATURES,
-            ..Default::default()
-        };
-        match resume {
-            Some(token) => request.session_token = token.to_owned(),
-            None => {
-                request.username = options.username.clone();
-                request.password = options.password.clone();
-            }
-        }
+        let request = handshake_request(&options, resume);
         let frame = connection
             .request(OpCode::OpHandshake, &request, None)
             .await?;
@@ -343,6 +341,33 @@ async fn open_session(
         options,
         target,
     })
+}
+
+/// The handshake for `options`: the credentials of its [`Auth`], or with `resume`
+/// that session token instead (the method is still named; no secret is sent).
+fn handshake_request(options: &ClientOptions, resume: Option<&str>) -> wire::HandshakeRequest {
+    let mut request = wire::HandshakeRequest {
+        protocol_version: PROTOCOL_VERSION.to_owned(),
+        client_name: options.client_name.clone(),
+        auth_method: options.auth.method() as i32,
+        database: options.database.clone().unwrap_or_default(),
+        client_features: CLIENT_FEATURES,
+        ..Default::default()
+    };
+    if let Some(token) = resume {
+        request.session_token = token.to_owned();
+        return request;
+    }
+    match &options.auth {
+        Auth::Password => {
+            request.username = options.username.clone();
+            request.password = options.password.clone();
+        }
+        Auth::ApiKey(key) => request.api_key = key.clone(),
+        Auth::Jwt(token) => request.jwt_token = token.clone(),
+        Auth::Certificate => request.username = options.username.clone(),
+    }
+    request
 }
 
 /// Decodes the frame answering a request with `opcode`.
@@ -447,6 +472,66 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::Protocol(_)));
+    }
+
+    #[test]
+    fn handshake_sends_the_chosen_credentials_only() {
+        let base = ClientOptions {
+            username: "alice".into(),
+            password: "pw".into(),
+            database: Some("shop".into()),
+            ..ClientOptions::default()
+        };
+        let r = handshake_request(&base, None);
+        assert_eq!(r.auth_method, wire::AuthMethod::UsernamePassword as i32);
+        assert_eq!((r.username.as_str(), r.password.as_str()), ("alice", "pw"));
+        assert_eq!((r.api_key.as_str(), r.jwt_token.as_str()), ("", ""));
+        assert_eq!(r.database, "shop");
+
+        let with = |auth: Auth| {
+            handshake_request(
+                &ClientOptions {
+                    auth,
+                    ..base.clone()
+                },
+                None,
+            )
+        };
+        let r = with(Auth::ApiKey("themis_k".into()));
+        assert_eq!(r.auth_method, wire::AuthMethod::ApiKey as i32);
+        assert_eq!(r.api_key, "themis_k");
+        assert_eq!((r.username.as_str(), r.password.as_str()), ("", ""));
+        let r = with(Auth::Jwt("eyJ.t.s".into()));
+        assert_eq!(r.auth_method, wire::AuthMethod::Jwt as i32);
+        assert_eq!(r.jwt_token, "eyJ.t.s");
+        assert_eq!((r.username.as_str(), r.password.as_str()), ("", ""));
+        let r = with(Auth::Certificate);
+        assert_eq!(r.auth_method, wire::AuthMethod::Certificate as i32);
+        assert_eq!((r.username.as_str(), r.password.as_str()), ("alice", ""));
+
+        let options = ClientOptions {
+            auth: Auth::ApiKey("themis_k".into()),
+            ..base.clone()
+        };
+        let r = handshake_request(&options, Some("tok"));
+        assert_eq!(r.session_token, "tok");
+        assert_eq!(r.api_key, "");
+        assert_eq!((r.username.as_str(), r.password.as_str()), ("", ""));
+    }
+
+    #[tokio::test]
+    async fn certificate_auth_without_a_client_certificate_fails_early() {
+        let options = ClientOptions {
+            auth: Auth::Certificate,
+            ..ClientOptions::default()
+        };
+        let err = Client::connect_with("127.0.0.1:1", options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Tls(m) if m.contains("client_cert_path")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -202,16 +202,51 @@
 //! # }
 //! ```
 //!
+//! Users, roles and API keys; logging in with a key ([`Auth`] also offers JWTs and
+//! mTLS client certificates):
+//!
+//! ```no_run
+//! use themis_client::{ApiKeyOptions, Auth, Client, ClientOptions, Role, UserOptions};
+//!
+//! # async fn security(root: Client) -> themis_client::Result<()> {
+//! root.create_user("ci", "long-random-password", &UserOptions::default().role("shop", Role::Readwrite))
+//!     .await?;
+//! let key = root
+//!     .create_api_key(&ApiKeyOptions {
+//!         username: Some("ci".into()),
+//!         name: "deploy pipeline".into(),
+//!         ..ApiKeyOptions::default()
+//!     })
+//!     .await?;
+//! println!("store this now, it is not shown again: {}", key.key);
+//!
+//! let options = ClientOptions {
+//!     auth: Auth::ApiKey(key.key.clone()),
+//!     database: Some("shop".into()),
+//!     ..ClientOptions::default()
+//! };
+//! let ci = Client::connect_with("127.0.0.1:8766", options).await?;
+//! let me = ci.whoami().await?;
+//! assert_eq!((me.username.as_str(), me.method.as_str()), ("ci", "API_KEY"));
+//!
+//! root.revoke_api_key(&key.info.id).await?;
+//! root.revoke_sessions(Some("ci")).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Code map
 //!
-//! * [`options`]: addresses (`host:port`, `themis://` URLs) and [`ClientOptions`].
+//! * [`options`]: addresses (`host:port`, `themis://` URLs), [`ClientOptions`] and
+//!   [`Auth`].
 //! * `connection`: the multiplexed connection — reader and writer tasks, the table of
 //!   pending requests (one-shot answers and bounded streams of frames), timeouts,
 //!   GOAWAY and EOF handling.
 //! * `client`: [`Client`], the handshake, `ping`, `raw_request`, reconnecting with
 //!   the session token; the seam where a connection pool will plug in.
 //! * `collection`: [`Collection`], typed CRUD with serde.
-//! * `admin`: databases, collections, stats, indexes.
+//! * `admin`: databases, collections, stats, indexes, users and roles, API keys,
+//!   sessions.
 //! * `query`: [`Query`], the AQL query builder, and [`QueryStream`], its results as
 //!   a typed `Stream` fetched batch by batch.
 //! * `transaction`: [`Transaction`], [`TxOptions`], and [`Client::transaction`], the
@@ -244,13 +279,16 @@ mod subscription;
 mod tls;
 mod transaction;
 
-pub use admin::{CollectionInfo, CollectionStats, IndexInfo, IndexOptions};
+pub use admin::{
+    ApiKeyInfo, ApiKeyOptions, CollectionInfo, CollectionStats, IndexInfo, IndexOptions, NewApiKey,
+    ParseRoleError, Role, UserInfo, UserOptions, WhoAmI,
+};
 pub use client::Client;
 pub use collection::{
     Collection, DeleteOptions, DeleteResult, DocumentMeta, UpdateMode, UpdateOptions,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use options::{ClientOptions, ConnectTarget, TlsOptions, DEFAULT_DATABASE, DEFAULT_PORT};
+pub use options::{Auth, ClientOptions, ConnectTarget, TlsOptions, DEFAULT_DATABASE, DEFAULT_PORT};
 pub use query::{Query, QueryStats, QueryStream};
 pub use retry::RetryPolicy;
 pub use subscription::{

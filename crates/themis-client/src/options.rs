@@ -9,7 +9,11 @@
 //!   password are percent-decoded (`p%40ss` is `p@ss`), the port defaults to 8766 and
 //!   the database to the connection's default (`_system`).
 //!
-//! Invariant: parsing never touches the network, and `Debug` never prints a password.
+//! How the client proves who it is is [`Auth`] (password, API key, JWT, or the TLS
+//! client certificate).
+//!
+//! Invariant: parsing never touches the network, and `Debug` never prints a password,
+//! an API key or a token.
 
 use std::fmt;
 use std::time::Duration;
@@ -37,11 +41,29 @@ pub const DEFAULT_DATABASE: &str = "_system";
 /// };
 /// assert_eq!(options.database, None);
 /// ```
+///
+/// With an API key instead of a password (see [`Auth`]):
+///
+/// ```
+/// use themis_client::{Auth, ClientOptions};
+///
+/// let options = ClientOptions {
+///     auth: Auth::ApiKey("themis_0123456789ab_...".into()),
+///     ..ClientOptions::default()
+/// };
+/// assert!(!format!("{options:?}").contains("0123456789ab"));
+/// ```
 #[derive(Clone)]
 pub struct ClientOptions {
-    /// Sent in the handshake. Replaced by the URL's user when it has one.
+    /// How to authenticate. Default [`Auth::Password`] (with `username` and
+    /// `password`).
+    pub auth: Auth,
+    /// Sent in the handshake with [`Auth::Password`] (and with
+    /// [`Auth::Certificate`] when not empty). Replaced by the URL's user when it has
+    /// one.
     pub username: String,
-    /// Sent in the handshake. Replaced by the URL's password when it has one.
+    /// Sent in the handshake with [`Auth::Password`]. Replaced by the URL's password
+    /// when it has one.
     pub password: String,
     /// The connection's default database; `None` = the server's default (`_system`).
     /// Replaced by the URL's path when it has one.
@@ -76,9 +98,78 @@ pub struct TlsOptions {
     pub server_name: Option<String>,
 }
 
+/// How a client authenticates in the handshake (`HandshakeRequest.auth_method`).
+///
+/// `Debug` shows the method but never the key or token.
+///
+/// ```
+/// use themis_client::Auth;
+///
+/// let auth = Auth::Jwt("eyJhbGciOiJFUzI1NiJ9.e30.c2ln".into());
+/// assert_eq!(format!("{auth:?}"), "Jwt(<redacted>)");
+/// assert_eq!(auth.method_name(), "JWT");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// `USERNAME_PASSWORD`: [`ClientOptions::username`] and
+    /// [`ClientOptions::password`].
+    #[default]
+    Password,
+    /// `API_KEY`: a key made with `Client::create_api_key` (`themis_<id>_<secret>`);
+    /// it names its user, so `username` is not sent.
+    ApiKey(String),
+    /// `JWT`: a bearer token signed by an issuer the server trusts; the token names the
+    /// user.
+    Jwt(String),
+    /// `CERTIFICATE`: the client certificate presented over mTLS (set
+    /// [`TlsOptions::client_cert_path`] and [`TlsOptions::client_key_path`]) names the
+    /// user. [`ClientOptions::username`] is sent too when not empty (the server checks
+    /// that the certificate allows it).
+    Certificate,
+}
+
+impl Auth {
+    /// The wire `AuthMethod` this sends.
+    pub fn method(&self) -> themis_proto::wire::AuthMethod {
+        use themis_proto::wire::AuthMethod;
+        match self {
+            Auth::Password => AuthMethod::UsernamePassword,
+            Auth::ApiKey(_) => AuthMethod::ApiKey,
+            Auth::Jwt(_) => AuthMethod::Jwt,
+            Auth::Certificate => AuthMethod::Certificate,
+        }
+    }
+
+    /// The method's name in the schema: `USERNAME_PASSWORD`, `API_KEY`, `JWT` or
+    /// `CERTIFICATE` (what `WhoAmI::method` reports).
+    pub fn method_name(&self) -> &'static str {
+        self.method().as_str_name()
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Password => f.write_str("Password"),
+            Auth::ApiKey(key) => write!(f, "ApiKey({})", redacted_or_empty(key)),
+            Auth::Jwt(token) => write!(f, "Jwt({})", redacted_or_empty(token)),
+            Auth::Certificate => f.write_str("Certificate"),
+        }
+    }
+}
+
+fn redacted_or_empty(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        "\"\""
+    } else {
+        "<redacted>"
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
+            auth: Auth::Password,
             username: String::new(),
             password: String::new(),
             database: None,
@@ -94,6 +185,7 @@ impl Default for ClientOptions {
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")
+            .field("auth", &self.auth)
             .field("username", &self.username)
             .field("password", &redacted(&self.password))
             .field("database", &self.database)
@@ -451,5 +543,38 @@ mod tests {
         assert!(ClientOptions::default()
             .client_name
             .starts_with("themis-client-rust/"));
+    }
+
+    #[test]
+    fn debug_hides_keys_and_tokens() {
+        let key = "themis_0123456789ab_abcdefghijabcdefghijabcdefghijabcdefghij";
+        let options = ClientOptions {
+            auth: Auth::ApiKey(key.into()),
+            password: "hunter2".into(),
+            ..ClientOptions::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("0123456789ab") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("ApiKey(<redacted>)"), "{shown}");
+        let shown = format!("{:#?}", Auth::Jwt("eyJ.secret.sig".into()));
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(format!("{:?}", Auth::Jwt(String::new())), "Jwt(\"\")");
+        assert_eq!(format!("{:?}", Auth::Password), "Password");
+        assert_eq!(format!("{:?}", Auth::Certificate), "Certificate");
+        assert_eq!(ClientOptions::default().auth, Auth::Password);
+    }
+
+    #[test]
+    fn auth_methods() {
+        use themis_proto::wire::AuthMethod;
+        assert_eq!(Auth::Password.method(), AuthMethod::UsernamePassword);
+        assert_eq!(Auth::ApiKey("k".into()).method(), AuthMethod::ApiKey);
+        assert_eq!(Auth::Jwt("t".into()).method(), AuthMethod::Jwt);
+        assert_eq!(Auth::Certificate.method(), AuthMethod::Certificate);
+        assert_eq!(Auth::ApiKey("k".into()).method_name(), "API_KEY");
+        assert_eq!(Auth::Password.method_name(), "USERNAME_PASSWORD");
     }
 }

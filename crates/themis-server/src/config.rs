@@ -106,6 +106,31 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "prune_interval",
         ],
     ),
+    (
+        "security",
+        &[
+            "enable_password_auth",
+            "enable_api_key_auth",
+            "enable_jwt_auth",
+            "enable_certificate_auth",
+            "jwt_secret_file",
+            "jwt_public_key_path",
+            "jwt_jwks_path",
+            "jwt_issuer",
+            "jwt_audience",
+            "jwt_leeway",
+            "certificate_username",
+            "auth_free_attempts_per_user",
+            "auth_free_attempts_per_ip",
+            "auth_delay",
+            "auth_max_delay",
+            "auth_failure_window",
+            "max_connections_per_ip",
+            "rate_limit",
+            "rate_limit_burst",
+            "audit_log",
+        ],
+    ),
 ];
 
 /// A fully commented `themis.conf` holding every setting at its default.
@@ -228,6 +253,50 @@ change_log_retention = 24h
 change_log_max_bytes = 256MiB
 # How often the change log is trimmed to the two limits above (also once at start).
 prune_interval = 60
+
+[security]
+# Authentication methods a HANDSHAKE may use; a disabled one is refused with a
+# message saying so. USERNAME_PASSWORD checks bcrypt hashes; API_KEY takes keys made
+# with `themisdb apikey create`; JWT needs one of the jwt_* keys below; CERTIFICATE
+# (the mTLS client certificate names the user) needs enable_mtls.
+enable_password_auth = true
+enable_api_key_auth = true
+enable_jwt_auth = false
+enable_certificate_auth = false
+# JWT verification key, one of: a file holding the HS256 shared secret; a PEM public
+# key (RSA for RS256, P-256 for ES256); a JWKS file (keys chosen by the token's kid).
+jwt_secret_file =
+jwt_public_key_path =
+jwt_jwks_path =
+# When set, a token's iss / aud claim must equal these.
+jwt_issuer =
+jwt_audience =
+# Clock skew allowed when checking exp and nbf.
+jwt_leeway = 30
+# Which name of a client certificate is the username with CERTIFICATE: cn (the
+# subject's common name), san_email, san_dns or san_uri (its first such
+# subjectAltName).
+certificate_username = cn
+# Failed logins: after this many failures for one username (or from one address)
+# within auth_failure_window, each further attempt waits auth_delay, doubling per
+# failure up to auth_max_delay (and never longer than handshake_timeout), before it
+# is answered. auth_delay = 0 turns this off.
+auth_free_attempts_per_user = 5
+auth_free_attempts_per_ip = 20
+auth_delay = 500ms
+auth_max_delay = 8s
+auth_failure_window = 15m
+# Connections one client address may hold at once; 0 = no limit beyond
+# max_connections.
+max_connections_per_ip = 0
+# Requests per second one principal (user) may send, over all its connections;
+# beyond it requests get ERR_RATE_LIMITED with retry_after_ms. 0 = no limit.
+rate_limit = 0
+# Requests a principal may send in one burst; 0 = rate_limit (one second's worth).
+rate_limit_burst = 0
+# Security events (logins, failures, permission denials, user and key changes) as
+# JSON lines appended to this file; empty = in the server log (target themis::audit).
+audit_log =
 "#;
 
 /// All settings. Built by [`Config::load`]; every field may also be assigned directly.
@@ -245,6 +314,8 @@ pub struct Config {
     pub transactions: TransactionsConfig,
     /// `[subscriptions]`
     pub subscriptions: SubscriptionsConfig,
+    /// `[security]`
+    pub security: SecurityConfig,
 }
 
 /// `[server]`
@@ -454,6 +525,88 @@ impl Default for SubscriptionsConfig {
             change_log_max_bytes: 256 * MIB,
             prune_interval: Duration::from_secs(60),
         }
+    }
+}
+
+/// `[security]`: authentication methods, login throttling, limits and the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    pub password_auth: bool,
+    pub api_key_auth: bool,
+    pub jwt_auth: bool,
+    pub certificate_auth: bool,
+    /// File holding the HS256 secret.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key for RS256 or ES256.
+    pub jwt_public_key_path: Option<PathBuf>,
+    /// JWKS file.
+    pub jwt_jwks_path: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_leeway: Duration,
+    pub certificate_username: CertificateUsername,
+    pub auth_free_attempts_per_user: u32,
+    pub auth_free_attempts_per_ip: u32,
+    pub auth_delay: Duration,
+    pub auth_max_delay: Duration,
+    pub auth_failure_window: Duration,
+    /// 0 = no limit.
+    pub max_connections_per_ip: usize,
+    /// Requests per second per principal; 0 = no limit.
+    pub rate_limit: u32,
+    /// 0 = `rate_limit`.
+    pub rate_limit_burst: u32,
+    /// `None` = the server log.
+    pub audit_log: Option<PathBuf>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            password_auth: true,
+            api_key_auth: true,
+            jwt_auth: false,
+            certificate_auth: false,
+            jwt_secret_file: None,
+            jwt_public_key_path: None,
+            jwt_jwks_path: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: Duration::from_secs(30),
+            certificate_username: CertificateUsername::Cn,
+            auth_free_attempts_per_user: 5,
+            auth_free_attempts_per_ip: 20,
+            auth_delay: Duration::from_millis(500),
+            auth_max_delay: Duration::from_secs(8),
+            auth_failure_window: Duration::from_secs(15 * 60),
+            max_connections_per_ip: 0,
+            rate_limit: 0,
+            rate_limit_burst: 0,
+            audit_log: None,
+        }
+    }
+}
+
+/// `[security] certificate_username`: the name of a client certificate that is the
+/// username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertificateUsername {
+    /// The subject's common name.
+    #[default]
+    Cn,
+    SanEmail,
+    SanDns,
+    SanUri,
+}
+
+impl fmt::Display for CertificateUsername {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cn => "cn",
+            Self::SanEmail => "san_email",
+            Self::SanDns => "san_dns",
+            Self::SanUri => "san_uri",
+        })
     }
 }
 
@@ -704,6 +857,7 @@ impl Config {
                 duration_text(txs.max_idle_timeout)
             )));
         }
+        self.security.validate(tls.mtls)?;
         let mut warnings = Vec::new();
         if self.storage.sync == SyncMode::Never {
             warnings.push(SYNC_NEVER_WARNING.to_string());
@@ -948,6 +1102,7 @@ impl Config {
             ("subscriptions", "prune_interval") => {
                 self.subscriptions.prune_interval = parse_duration(v, false)?
             }
+            ("security", _) => self.security.assign(key, v)?,
             // Unreachable while SECTIONS and this match agree; a test checks they do.
             _ => return Err("a setting this build knows".to_string()),
         }
@@ -1012,8 +1167,120 @@ impl Config {
                 size_text(self.subscriptions.change_log_max_bytes)
             }
             ("subscriptions", "prune_interval") => duration_text(self.subscriptions.prune_interval),
+            ("security", _) => self.security.value_text(key),
             _ => String::new(),
         }
+    }
+}
+
+impl SecurityConfig {
+    fn assign(&mut self, key: &str, v: &str) -> Result<(), String> {
+        let text = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        match key {
+            "enable_password_auth" => self.password_auth = parse_bool(v)?,
+            "enable_api_key_auth" => self.api_key_auth = parse_bool(v)?,
+            "enable_jwt_auth" => self.jwt_auth = parse_bool(v)?,
+            "enable_certificate_auth" => self.certificate_auth = parse_bool(v)?,
+            "jwt_secret_file" => self.jwt_secret_file = parse_opt_path(v),
+            "jwt_public_key_path" => self.jwt_public_key_path = parse_opt_path(v),
+            "jwt_jwks_path" => self.jwt_jwks_path = parse_opt_path(v),
+            "jwt_issuer" => self.jwt_issuer = text(v),
+            "jwt_audience" => self.jwt_audience = text(v),
+            "jwt_leeway" => self.jwt_leeway = parse_duration(v, true)?,
+            "certificate_username" => {
+                self.certificate_username = match v.to_ascii_lowercase().as_str() {
+                    "cn" => CertificateUsername::Cn,
+                    "san_email" => CertificateUsername::SanEmail,
+                    "san_dns" => CertificateUsername::SanDns,
+                    "san_uri" => CertificateUsername::SanUri,
+                    _ => return Err("cn, san_email, san_dns or san_uri".to_string()),
+                }
+            }
+            "auth_free_attempts_per_user" => {
+                self.auth_free_attempts_per_user = parse_int(v, 0, 1_000_000)? as u32
+            }
+            "auth_free_attempts_per_ip" => {
+                self.auth_free_attempts_per_ip = parse_int(v, 0, 1_000_000)? as u32
+            }
+            "auth_delay" => self.auth_delay = parse_duration(v, true)?,
+            "auth_max_delay" => self.auth_max_delay = parse_duration(v, true)?,
+            "auth_failure_window" => self.auth_failure_window = parse_duration(v, false)?,
+            "max_connections_per_ip" => {
+                self.max_connections_per_ip = parse_int(v, 0, 1_000_000)? as usize
+            }
+            "rate_limit" => self.rate_limit = parse_int(v, 0, 100_000_000)? as u32,
+            "rate_limit_burst" => self.rate_limit_burst = parse_int(v, 0, 100_000_000)? as u32,
+            "audit_log" => self.audit_log = parse_opt_path(v),
+            _ => return Err("a setting this build knows".to_string()),
+        }
+        Ok(())
+    }
+
+    fn value_text(&self, key: &str) -> String {
+        let path = |p: &Option<PathBuf>| p.as_deref().map(path_text).unwrap_or_default();
+        let text = |t: &Option<String>| t.as_deref().map(quote_if_needed).unwrap_or_default();
+        match key {
+            "enable_password_auth" => self.password_auth.to_string(),
+            "enable_api_key_auth" => self.api_key_auth.to_string(),
+            "enable_jwt_auth" => self.jwt_auth.to_string(),
+            "enable_certificate_auth" => self.certificate_auth.to_string(),
+            "jwt_secret_file" => path(&self.jwt_secret_file),
+            "jwt_public_key_path" => path(&self.jwt_public_key_path),
+            "jwt_jwks_path" => path(&self.jwt_jwks_path),
+            "jwt_issuer" => text(&self.jwt_issuer),
+            "jwt_audience" => text(&self.jwt_audience),
+            "jwt_leeway" => duration_text(self.jwt_leeway),
+            "certificate_username" => self.certificate_username.to_string(),
+            "auth_free_attempts_per_user" => self.auth_free_attempts_per_user.to_string(),
+            "auth_free_attempts_per_ip" => self.auth_free_attempts_per_ip.to_string(),
+            "auth_delay" => duration_text(self.auth_delay),
+            "auth_max_delay" => duration_text(self.auth_max_delay),
+            "auth_failure_window" => duration_text(self.auth_failure_window),
+            "max_connections_per_ip" => self.max_connections_per_ip.to_string(),
+            "rate_limit" => self.rate_limit.to_string(),
+            "rate_limit_burst" => self.rate_limit_burst.to_string(),
+            "audit_log" => path(&self.audit_log),
+            _ => String::new(),
+        }
+    }
+
+    fn validate(&self, mtls: bool) -> Result<(), ConfigError> {
+        let inconsistent = |m: &str| Err(ConfigError::Inconsistent(m.to_string()));
+        if !(self.password_auth || self.api_key_auth || self.jwt_auth || self.certificate_auth) {
+            return inconsistent(
+                "[security] every authentication method is disabled, so nobody could log in: \
+                 enable at least one of enable_password_auth, enable_api_key_auth, \
+                 enable_jwt_auth, enable_certificate_auth",
+            );
+        }
+        let jwt_keys = [
+            &self.jwt_secret_file,
+            &self.jwt_public_key_path,
+            &self.jwt_jwks_path,
+        ]
+        .iter()
+        .filter(|k| k.is_some())
+        .count();
+        if self.jwt_auth && jwt_keys != 1 {
+            return inconsistent(
+                "[security] enable_jwt_auth = true needs exactly one verification key: \
+                 jwt_secret_file (HS256), jwt_public_key_path (RS256 or ES256) or \
+                 jwt_jwks_path",
+            );
+        }
+        if self.certificate_auth && !mtls {
+            return inconsistent(
+                "[security] enable_certificate_auth = true needs client certificates: set \
+                 enable_tls, enable_mtls and tls_ca_cert_path in [wire_protocol]",
+            );
+        }
+        if self.auth_delay > self.auth_max_delay {
+            return inconsistent(
+                "[security] auth_delay is longer than auth_max_delay: lower auth_delay or \
+                 raise auth_max_delay",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -1905,6 +2172,37 @@ tls_require_client_cert = true
         assert!(e.contains("expected a size from 1KiB"), "{e}");
         let e = err_text("[subscriptions]\nprune_interval = 0\n");
         assert!(e.contains("expected a duration above 0"), "{e}");
+    }
+
+    #[test]
+    fn security_section() {
+        let (c, _) = parse(
+            "[security]\nenable_api_key_auth = off\nauth_delay = 250ms\nauth_max_delay = 5s\n\
+             max_connections_per_ip = 8\nrate_limit = 100\ncertificate_username = san_email\n\
+             jwt_audience = themis\naudit_log = /var/log/themis-audit.log\n",
+        )
+        .unwrap();
+        let s = &c.security;
+        assert!(!s.api_key_auth && s.password_auth);
+        assert_eq!(s.auth_delay, Duration::from_millis(250));
+        assert_eq!(s.max_connections_per_ip, 8);
+        assert_eq!(s.rate_limit, 100);
+        assert_eq!(s.certificate_username, CertificateUsername::SanEmail);
+        assert_eq!(s.jwt_audience.as_deref(), Some("themis"));
+        assert_eq!(
+            s.audit_log.as_deref(),
+            Some(Path::new("/var/log/themis-audit.log"))
+        );
+        let e = err_text("[security]\ncertificate_username = subject\n");
+        assert!(e.contains("cn, san_email, san_dns or san_uri"), "{e}");
+        let e = err_text("[security]\nenable_password_auth = false\nenable_api_key_auth = false\n");
+        assert!(e.contains("nobody could log in"), "{e}");
+        let e = err_text("[security]\nenable_jwt_auth = true\n");
+        assert!(e.contains("exactly one verification key"), "{e}");
+        let e = err_text("[security]\nenable_certificate_auth = true\n");
+        assert!(e.contains("enable_mtls"), "{e}");
+        let e = err_text("[security]\nauth_delay = 10s\nauth_max_delay = 1s\n");
+        assert!(e.contains("auth_max_delay"), "{e}");
     }
 
     #[test]

@@ -142,6 +142,9 @@ enum ReadEnd {
     /// Every permit is held by an answer the peer has not read for `idle_timeout`.
     Stalled,
     Shutdown,
+    /// The session was revoked or expired (the request was answered with
+    /// ERR_UNAUTHENTICATED); the GOAWAY says which.
+    SessionEnded(&'static str),
 }
 
 /// The read half of a connection, plaintext TCP or TLS.
@@ -207,19 +210,31 @@ pub(crate) async fn accept(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let accepted_at = Instant::now();
-    let (rd, wr): (ReadHalf, WriteHalf) = match shared.tls.clone() {
+    let stream = match shared.tls.clone() {
         None => {
             let (rd, wr) = stream.into_split();
-            (Box::new(rd), Box::new(wr))
+            Negotiated {
+                rd: Box::new(rd),
+                wr: Box::new(wr),
+                client_cert: None,
+            }
         }
         Some(tls) => {
             match negotiate(stream, peer, &shared, &tls, &mut shutdown, accepted_at).await {
-                Some(halves) => halves,
+                Some(negotiated) => negotiated,
                 None => return,
             }
         }
     };
-    serve(rd, wr, peer, shared, shutdown, accepted_at).await
+    serve(stream, peer, shared, shutdown, accepted_at).await
+}
+
+/// A connection ready to serve: its halves, and the client certificate (DER) its TLS
+/// handshake presented, if any.
+struct Negotiated {
+    rd: ReadHalf,
+    wr: WriteHalf,
+    client_cert: Option<Vec<u8>>,
 }
 
 /// The stream to serve on a port that speaks TLS and plaintext: TLS after a
@@ -233,7 +248,7 @@ async fn negotiate(
     tls: &crate::tls::TlsReloader,
     shutdown: &mut watch::Receiver<bool>,
     accepted_at: Instant,
-) -> Option<(ReadHalf, WriteHalf)> {
+) -> Option<Negotiated> {
     let deadline = accepted_at + shared.config.wire.handshake_timeout;
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
@@ -286,8 +301,17 @@ async fn negotiate(
             client_cert = state.peer_certificates().is_some(),
             "TLS established"
         );
+        // The end-entity certificate: rustls has verified its chain to the client CA.
+        let client_cert = state
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| cert.as_ref().to_vec());
         let (rd, wr) = tokio::io::split(tls);
-        Some((Box::new(rd), Box::new(wr)))
+        Some(Negotiated {
+            rd: Box::new(rd),
+            wr: Box::new(wr),
+            client_cert,
+        })
     } else if shared.config.wire.tls.required {
         info!(%peer, "plaintext connection refused: [wire_protocol] require_tls = true");
         let err = wire::Error::new(
@@ -300,21 +324,29 @@ async fn negotiate(
         None
     } else {
         let (rd, wr) = stream.into_split();
-        Some((Box::new(rd), Box::new(wr)))
+        Some(Negotiated {
+            rd: Box::new(rd),
+            wr: Box::new(wr),
+            client_cert: None,
+        })
     }
 }
 
 /// Serves one connection until the peer leaves, a fatal frame error, a timeout, or
 /// server shutdown. `accepted_at` starts the handshake clock.
 async fn serve(
-    rd: ReadHalf,
-    wr: WriteHalf,
+    stream: Negotiated,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     accepted_at: Instant,
 ) {
     debug!("connection opened");
+    let Negotiated {
+        rd,
+        wr,
+        client_cert,
+    } = stream;
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, rx).in_current_span());
     let mut reader = Reader {
@@ -325,7 +357,10 @@ async fn serve(
     let max_in_flight = shared.config.wire.max_in_flight.max(1);
     let inflight = Arc::new(Semaphore::new(max_in_flight));
     let mut session: Option<Arc<Session>> = None;
-    let conn = Arc::new(handlers::ConnState::default());
+    let conn = Arc::new(handlers::ConnState {
+        peer: Some(peer),
+        ..Default::default()
+    });
     conn.subscriptions.open(EventSink::new(tx.clone()));
     // However the connection ends, its running queries stop.
     let _cancel_on_close = CancelOnDrop(conn.cancel.clone());
@@ -383,6 +418,28 @@ async fn serve(
             send_frame_error(&shared.codec, &tx, 0, err, Some(permit));
             continue;
         }
+        // A revoked or expired session is served nothing more, not even PING (which
+        // would keep its subscriptions streaming).
+        if let Some(ended) = session.as_deref().and_then(session_ended) {
+            let username = session
+                .as_ref()
+                .map(|s| s.username.as_str())
+                .unwrap_or_default();
+            info!(%peer, username, why = ended, "closing connection: its session ended");
+            let err = wire::Error::new(
+                ErrorCode::ErrUnauthenticated,
+                format!(
+                    "this connection's session {}: open a new connection and log in again",
+                    if ended == "session_revoked" {
+                        "was revoked"
+                    } else {
+                        "expired"
+                    }
+                ),
+            );
+            send_frame_error(&shared.codec, &tx, request_id, err, Some(permit));
+            break ReadEnd::SessionEnded(ended);
+        }
         match (&session, request) {
             (_, Request::Ping(ping)) => {
                 let pong = handlers::ping(&ping);
@@ -396,10 +453,11 @@ async fn serve(
                 );
             }
             (None, Request::Handshake(hs)) => {
-                let span = tracing::info_span!("handshake", request_id, user = %hs.username);
-                let (resp, bound) = handlers::handshake::handle(&shared, peer, hs)
-                    .instrument(span)
-                    .await;
+                let span = tracing::info_span!("handshake", request_id, user = ?hs.username);
+                let (resp, bound) =
+                    handlers::handshake::handle(&shared, peer, client_cert.as_deref(), hs)
+                        .instrument(span)
+                        .await;
                 send(
                     &shared.codec,
                     &tx,
@@ -437,6 +495,18 @@ async fn serve(
                     let err = wire::Error::new(
                         ErrorCode::ErrUnauthenticated,
                         "session_token does not match this connection's session: leave it empty or send the token from this connection's handshake",
+                    );
+                    send_frame_error(&shared.codec, &tx, request_id, err, Some(permit));
+                    continue;
+                }
+                if let Err(retry_after_ms) = shared.rate_limiter.check(&sess.username) {
+                    let err = wire::Error::retryable(
+                        ErrorCode::ErrRateLimited,
+                        format!(
+                            "user '{}' is over its request rate limit ([security] rate_limit = {}/s): retry after {retry_after_ms} ms, or spread the load",
+                            sess.username, shared.config.security.rate_limit
+                        ),
+                        retry_after_ms,
                     );
                     send_frame_error(&shared.codec, &tx, request_id, err, Some(permit));
                     continue;
@@ -506,6 +576,10 @@ async fn serve(
             send_goaway(&shared.codec, &tx, "shutdown", 1000);
             Closing::Draining
         }
+        ReadEnd::SessionEnded(why) => {
+            send_goaway(&shared.codec, &tx, why, 0);
+            Closing::AfterFinalFrame
+        }
     };
     if closing == Closing::PeerGone {
         // Nobody will read the answers: stop the connection's running queries now
@@ -522,6 +596,17 @@ async fn serve(
     };
     finish(parts, &shared, closing).await;
     debug!("connection closed");
+}
+
+/// Why `session` can no longer be served (the GOAWAY reason), if it cannot.
+fn session_ended(session: &Session) -> Option<&'static str> {
+    if session.is_revoked() {
+        Some("session_revoked")
+    } else if session.expires_at_ms <= crate::session::now_ms() {
+        Some("session_expired")
+    } else {
+        None
+    }
 }
 
 /// How a connection ends, once the reader has stopped.

@@ -9,7 +9,9 @@
 //! * [`tls`]: the certificate, key and client CA of `[wire_protocol]`, checked at
 //!   startup, and the rustls configuration (TLS 1.2+, strong suites, optional mTLS).
 //!   TLS and plaintext share the port; the first byte tells them apart.
-//! * [`session`]: users, bcrypt password checks, session tokens.
+//! * [`session`]: users, bcrypt password checks, session tokens, revocation.
+//! * [`auth`]: roles and permissions, JWT, API keys, client-certificate logins,
+//!   failed-login throttling and the per-user rate limit; [`audit`]: the audit log.
 //! * [`handlers`]: one module per opcode family; each turns a typed request into its
 //!   typed response, following the contract's one error rule.
 //!
@@ -17,6 +19,8 @@
 //! the frame codec has checked it; a write is answered only after storage has made it
 //! durable.
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod handlers;
@@ -52,6 +56,14 @@ pub(crate) struct Shared {
     pub node_id: String,
     /// Subscription tasks running, on every connection.
     pub open_subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set when `[security] enable_jwt_auth`.
+    pub jwt: Option<auth::jwt::JwtVerifier>,
+    pub throttle: auth::throttle::LoginThrottle,
+    pub rate_limiter: auth::ratelimit::RateLimiter,
+    pub audit: audit::AuditLog,
+    /// Held while a user, role or key action runs: they read, change and write user
+    /// records, one at a time.
+    pub user_admin: tokio::sync::Mutex<()>,
 }
 
 /// Errors that stop the server from starting. Each names what to fix.
@@ -74,6 +86,10 @@ pub enum StartError {
     Tls(tls::TlsError),
     #[error("cannot create the root user: {0}")]
     Bootstrap(String),
+    #[error("cannot set up JWT login ([security] enable_jwt_auth): {0}")]
+    Jwt(String),
+    #[error("cannot open the audit log {path}: {error} (check [security] audit_log and that its directory exists and is writable)")]
+    AuditLog { path: String, error: std::io::Error },
 }
 
 /// Options that come from outside the config file.

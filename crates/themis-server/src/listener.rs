@@ -50,6 +50,7 @@ pub struct ServerHandle {
     store: Arc<DocumentStore>,
     open_subscriptions: Arc<AtomicUsize>,
     tls: Option<Arc<TlsReloader>>,
+    shared: Arc<Shared>,
 }
 
 impl Server {
@@ -67,6 +68,19 @@ impl Server {
         } else {
             None
         };
+        // The same for the JWT key and the audit log.
+        let jwt = crate::auth::jwt::JwtVerifier::from_config(&config.security)
+            .map_err(StartError::Jwt)?;
+        let audit_path = config.security.audit_log.clone();
+        let audit = crate::audit::AuditLog::open(audit_path.as_deref()).map_err(|error| {
+            StartError::AuditLog {
+                path: audit_path
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                error,
+            }
+        })?;
         let addr = config.wire.listen_address();
         let data_dir = config.server.data_dir.display().to_string();
         let store =
@@ -105,6 +119,14 @@ impl Server {
             store: store.clone(),
             node_id,
             open_subscriptions: Arc::new(AtomicUsize::new(0)),
+            jwt,
+            throttle: crate::auth::throttle::LoginThrottle::new(&config.security),
+            rate_limiter: crate::auth::ratelimit::RateLimiter::new(
+                config.security.rate_limit,
+                config.security.rate_limit_burst,
+            ),
+            audit,
+            user_admin: tokio::sync::Mutex::new(()),
             config,
         });
         let open_subscriptions = shared.open_subscriptions.clone();
@@ -126,7 +148,7 @@ impl Server {
             }
         }
         let tls_mode = tls_mode(&shared.config.wire.tls);
-        let task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
         info!(
             %local_addr,
             data_dir,
@@ -140,6 +162,7 @@ impl Server {
             store,
             open_subscriptions,
             tls,
+            shared,
         })
     }
 }
@@ -169,6 +192,12 @@ impl ServerHandle {
         self.tls.as_ref().ok_or(TlsError::NotEnabled)?.reload()
     }
 
+    /// Reopens the audit log file at its configured path (after log rotation moved
+    /// it away); nothing to do when the audit log goes to the server log.
+    pub fn reopen_audit_log(&self) -> std::io::Result<()> {
+        self.shared.audit.reopen()
+    }
+
     /// How many TLS reloads failed since start (0 without TLS).
     pub fn tls_reload_failures(&self) -> u64 {
         self.tls.as_ref().map_or(0, |t| t.failures())
@@ -191,6 +220,9 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(shared.config.wire.max_connections));
+    let per_ip = Arc::new(PerIpLimit::new(
+        shared.config.security.max_connections_per_ip,
+    ));
     let mut connections = JoinSet::new();
     let conn_shutdown = shutdown.clone();
     loop {
@@ -209,6 +241,12 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Some(ip_slot) = per_ip.take(peer.ip()) else {
+                    let max = per_ip.max;
+                    warn!(%peer, max, "connection refused: max_connections_per_ip reached");
+                    connections.spawn(refuse_per_ip(stream, shared.codec, max));
+                    continue;
+                };
                 match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let shared = shared.clone();
@@ -218,6 +256,7 @@ async fn accept_loop(
                             async move {
                                 connection::accept(stream, peer, shared, shutdown).await;
                                 drop(permit);
+                                drop(ip_slot);
                             }
                             .instrument(span),
                         );
@@ -309,6 +348,85 @@ async fn watch_tls_files(
         // Errors are logged and counted by the reloader itself.
         let _ = tokio::task::spawn_blocking(move || r.reload_if_changed()).await;
     }
+}
+
+/// Connections per client address (`[security] max_connections_per_ip`).
+struct PerIpLimit {
+    /// 0 = no limit.
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection's place in [`PerIpLimit`], given back on drop.
+struct IpSlot {
+    limit: Arc<PerIpLimit>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIpLimit {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Default::default(),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for one more connection from `ip`, unless it holds `max` already.
+    /// Without a limit nothing is counted. IPv6 addresses count per /64: one host
+    /// usually owns a whole /64.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Option<IpSlot>> {
+        if self.max == 0 {
+            return Some(None);
+        }
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => std::net::IpAddr::V4(v4),
+                None => {
+                    std::net::IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & (u128::MAX << 64)))
+                }
+            },
+            v4 => v4,
+        };
+        let mut open = self.lock();
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(IpSlot {
+            limit: self.clone(),
+            ip,
+        }))
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.limit.lock();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn refuse_per_ip(stream: TcpStream, codec: FrameCodec, max: usize) {
+    let err = wire::Error::retryable(
+        ErrorCode::ErrResourceExhausted,
+        format!(
+            "this address already holds max_connections_per_ip ({max}) connections: close some (each connection multiplexes many requests, so a few are enough), or raise [security] max_connections_per_ip"
+        ),
+        1000,
+    );
+    send_error_and_close(stream, &codec, 0, err).await;
 }
 
 async fn refuse(stream: TcpStream, codec: FrameCodec, max: usize) {

@@ -1,10 +1,16 @@
 //! Users, password checks and session tokens.
 //!
 //! Passwords are stored only as bcrypt hashes (in the storage meta space). A successful
-//! handshake creates a session: a random 256-bit token bound to a user and a default
-//! database, valid for `session_ttl`. A client that reconnects may present the token
-//! instead of credentials. Sessions live in memory: after a server restart a client
-//! authenticates again with its credentials.
+//! handshake creates a session: a random 256-bit token bound to a user, the way it
+//! logged in, its roles and a default database, valid for `session_ttl` (and never
+//! past the expiry of the JWT or API key it came from). A client that reconnects may
+//! present the token instead of credentials. Sessions live in memory: after a server
+//! restart a client authenticates again with its credentials.
+//!
+//! A session's roles follow the user's: granting or revoking a role updates every live
+//! session of that user at once. Revoking a session (dropping its user, revoking its
+//! API key, ADMIN revoke_sessions) ends it everywhere: its connections are closed at
+//! their next request and its token can no longer be resumed.
 //!
 //! bcrypt is deliberately slow, so checks run on the blocking pool, never on a tokio
 //! worker. An unknown user costs the same bcrypt work as a wrong password, so response
@@ -12,14 +18,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::distr::{Alphanumeric, SampleString};
 use rand::RngCore;
+use themis_proto::wire::AuthMethod;
 use themis_storage::{DocumentStore, UserRecord, WaitDurable};
 use tracing::{info, warn};
 
+use crate::auth::Roles;
 use crate::Config;
 
 /// The superuser created on first start.
@@ -34,6 +43,40 @@ pub struct Session {
     pub username: String,
     pub database: String,
     pub expires_at_ms: u64,
+    /// How the user proved who they are.
+    pub method: AuthMethod,
+    /// The API key it logged in with, if any.
+    pub api_key_id: Option<String>,
+    roles: RwLock<Arc<Roles>>,
+    revoked: AtomicBool,
+}
+
+impl Session {
+    /// The user's roles now (they change when an admin grants or revokes one).
+    pub fn roles(&self) -> Arc<Roles> {
+        self.roles.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_roles(&self, roles: Arc<Roles>) {
+        *self.roles.write().unwrap_or_else(|p| p.into_inner()) = roles;
+    }
+
+    /// Whether the session was revoked; its connections stop serving it.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+}
+
+/// What a successful login establishes.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub username: String,
+    pub method: AuthMethod,
+    pub api_key_id: Option<String>,
+    pub roles: Roles,
+    /// The credential's own expiry (JWT `exp`, API key expiry), if it has one: the
+    /// session ends then at the latest.
+    pub not_after_ms: Option<u64>,
 }
 
 /// Live sessions by token.
@@ -63,15 +106,20 @@ impl SessionRegistry {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates a session for `username` with default database `database`.
-    pub fn create(&self, username: &str, database: &str) -> Arc<Session> {
+    /// Creates a session for `login` with default database `database`.
+    pub fn create(&self, login: Login, database: &str) -> Arc<Session> {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
+        let ttl_end = now_ms().saturating_add(self.ttl.as_millis() as u64);
         let session = Arc::new(Session {
             token: hex::encode(raw),
-            username: username.to_string(),
+            username: login.username,
             database: database.to_string(),
-            expires_at_ms: now_ms().saturating_add(self.ttl.as_millis() as u64),
+            expires_at_ms: login.not_after_ms.map_or(ttl_end, |t| t.min(ttl_end)),
+            method: login.method,
+            api_key_id: login.api_key_id,
+            roles: RwLock::new(Arc::new(login.roles)),
+            revoked: AtomicBool::new(false),
         });
         let mut map = self.lock();
         let now = now_ms();
@@ -80,25 +128,62 @@ impl SessionRegistry {
         session
     }
 
+    /// A new session like `session` (same user, roles, method and expiry) with
+    /// another default database.
+    pub fn with_database(&self, session: &Session, database: &str) -> Arc<Session> {
+        let login = Login {
+            username: session.username.clone(),
+            method: session.method,
+            api_key_id: session.api_key_id.clone(),
+            roles: (*session.roles()).clone(),
+            not_after_ms: Some(session.expires_at_ms),
+        };
+        self.create(login, database)
+    }
+
     /// The live session with this token, if any.
     pub fn resume(&self, token: &str) -> Option<Arc<Session>> {
         let mut map = self.lock();
         let session = map.get(token)?.clone();
-        if session.expires_at_ms <= now_ms() {
+        if session.expires_at_ms <= now_ms() || session.is_revoked() {
             map.remove(token);
             return None;
         }
         Some(session)
     }
+
+    /// Gives every live session of `username` its new roles.
+    pub fn update_roles(&self, username: &str, roles: &Roles) {
+        let roles = Arc::new(roles.clone());
+        for s in self.lock().values().filter(|s| s.username == username) {
+            s.set_roles(roles.clone());
+        }
+    }
+
+    /// Revokes every session `matches` selects; returns how many.
+    pub fn revoke_where(&self, matches: impl Fn(&Session) -> bool) -> usize {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, s| {
+            if matches(s) {
+                s.revoked.store(true, Ordering::Release);
+                false
+            } else {
+                true
+            }
+        });
+        before - map.len()
+    }
 }
 
-/// Checks `password` against `username`'s stored hash on the blocking pool.
+/// Checks `password` against `username`'s stored hash on the blocking pool; the
+/// user's record when it matches.
 pub(crate) async fn verify_password(
     store: &Arc<DocumentStore>,
     username: &str,
     password: &str,
     cost: u32,
-) -> Result<bool, String> {
+) -> Result<Option<UserRecord>, String> {
     // A name no user can have (too long, control characters) is an unknown user: the
     // same answer after the same work as any other.
     let user = match store.get_user(username) {
@@ -116,7 +201,7 @@ pub(crate) async fn verify_password(
     })
     .await
     .map_err(|e| e.to_string())?;
-    Ok(ok && user.is_some())
+    Ok(user.filter(|_| ok))
 }
 
 /// A hash of a random password at `cost`, checked for unknown users. Built once at
@@ -166,7 +251,11 @@ pub(crate) async fn bootstrap_root(
     let record = UserRecord {
         name: ROOT_USER.to_string(),
         password_hash: hash_password(&password, config.server.bcrypt_cost).await?,
-        roles: serde_json::json!({ "superuser": true }),
+        roles: Roles {
+            superuser: true,
+            ..Roles::default()
+        }
+        .to_value(),
         created_at_ms: now_ms(),
     };
     if generated {

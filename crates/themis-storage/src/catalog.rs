@@ -40,6 +40,7 @@ pub(crate) const DB_TAG: u8 = b'D';
 pub(crate) const COLL_TAG: u8 = b'C';
 pub(crate) const SEQ_KEY: &[u8] = b"S";
 pub(crate) const USER_TAG: u8 = b'U';
+pub(crate) const API_KEY_TAG: u8 = b'K';
 pub(crate) const PURGE_TAG: u8 = b'P';
 pub(crate) const INDEX_TAG: u8 = b'I';
 pub(crate) const INDEX_PURGE_TAG: u8 = b'Q';
@@ -85,6 +86,10 @@ pub(crate) fn coll_key(db_id: u64, name: &str) -> Vec<u8> {
 
 pub(crate) fn user_key(name: &str) -> Vec<u8> {
     tagged(USER_TAG, name.as_bytes())
+}
+
+pub(crate) fn api_key_key(id: &str) -> Vec<u8> {
+    tagged(API_KEY_TAG, id.as_bytes())
 }
 
 pub(crate) fn db_docs_prefix(db_id: u64) -> Vec<u8> {

@@ -66,7 +66,7 @@ pub use store::{
     DEFAULT_CACHE_SIZE_BYTES, MAX_TX_ATTEMPTS,
 };
 pub use transaction::{Isolation, Transaction, MAX_TRANSACTION_BYTES};
-pub use users::{UserRecord, MAX_USER_NAME_LEN};
+pub use users::{ApiKeyRecord, UserRecord, MAX_USER_NAME_LEN};
 pub use write::{KeyIter, WriteTx};
 
 #[cfg(test)]

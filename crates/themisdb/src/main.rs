@@ -6,12 +6,15 @@
 //! * `themisdb query`: run one AQL query, print its results as JSON (for scripts).
 //! * `themisdb shell`: an interactive AQL shell.
 //! * `themisdb cert`: a development CA and server/client certificates for TLS.
+//! * `themisdb user`: users and their roles; `themisdb apikey`: API keys.
 
+mod apikey;
 mod bench;
 mod cert;
 mod query;
 mod serve;
 mod shell;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +41,10 @@ enum Command {
     Shell(shell::ShellArgs),
     /// Make a development CA and server or client certificates (with proper SANs).
     Cert(cert::CertArgs),
+    /// Users and roles: list, create, drop, passwd, grant, revoke, whoami.
+    User(user::UserArgs),
+    /// API keys: create, list, revoke.
+    Apikey(apikey::ApiKeyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +55,8 @@ fn main() -> std::process::ExitCode {
         Command::Query(args) => query::run(args),
         Command::Shell(args) => shell::run(args),
         Command::Cert(args) => cert::run(args),
+        Command::User(args) => user::run(args),
+        Command::Apikey(args) => apikey::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -125,7 +125,8 @@ impl Signals {
     }
 
     /// Waits for SIGTERM or SIGINT. SIGHUP meanwhile reloads the TLS certificates
-    /// (see `ServerHandle::reload_tls`) and the server keeps running.
+    /// (see `ServerHandle::reload_tls`) and reopens the audit log file (for log
+    /// rotation), and the server keeps running.
     async fn wait(mut self, handle: &themis_server::ServerHandle) {
         loop {
             tokio::select! {
@@ -136,6 +137,9 @@ impl Signals {
                     // A failed reload logs the file and the problem itself.
                     if let Err(TlsError::NotEnabled) = handle.reload_tls() {
                         info!("TLS is not enabled; nothing to reload");
+                    }
+                    if let Err(e) = handle.reopen_audit_log() {
+                        warn!(error = %e, "reopening the audit log failed; it keeps writing to the old file");
                     }
                 }
             }

@@ -17,7 +17,7 @@ use themis_proto::wire::{
 use themis_storage::{DocumentStore, StorageError, Transaction, UpdateMode as StoreMode};
 
 use super::transactions::Access;
-use super::{database, fail, invalid, storage_error, write, ConnState};
+use super::{database_of, fail, invalid, storage_error, write, ConnState};
 use crate::session::Session;
 use crate::Shared;
 
@@ -60,7 +60,7 @@ pub(crate) async fn create(
     let auto_create = shared.config.server.auto_create_collections;
     let coll = req.collection;
     let stored = if req.transaction_id.is_empty() {
-        let db = database(&req.database, session).to_string();
+        let db = database_of(&req.database, session).to_string();
         write(shared, move |s| s.insert(&db, &coll, docs, auto_create))
             .await
             .map_err(storage_error)
@@ -102,7 +102,7 @@ pub(crate) async fn read(
     req: ReadRequest,
 ) -> ReadResponse {
     let found = if req.transaction_id.is_empty() {
-        let db = database(&req.database, session);
+        let db = database_of(&req.database, session);
         shared
             .store
             .get(db, &req.collection, &req.document_ids)
@@ -165,7 +165,7 @@ pub(crate) async fn update(
         return invalid("UpdateRequest has no document: set document to a JSON object");
     }
     let updated = if req.transaction_id.is_empty() {
-        let db = database(&req.database, session).to_string();
+        let db = database_of(&req.database, session).to_string();
         let update = move |s: &DocumentStore| {
             let if_revision = non_empty(&req.if_revision);
             s.update(
@@ -211,7 +211,7 @@ pub(crate) async fn delete(
     mut req: DeleteRequest,
 ) -> DeleteResponse {
     let deleted = if req.transaction_id.is_empty() {
-        let db = database(&req.database, session).to_string();
+        let db = database_of(&req.database, session).to_string();
         let delete = move |s: &DocumentStore| {
             s.delete(
                 &db,

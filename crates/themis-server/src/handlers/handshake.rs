@@ -9,9 +9,15 @@ use std::sync::Arc;
 
 use themis_proto::wire::{self, AuthMethod, ErrorCode, HandshakeRequest, HandshakeResponse};
 use themis_proto::{features, ErrorExt, PROTOCOL_MAJOR, PROTOCOL_MINOR};
-use tracing::{info, warn};
+use themis_storage::SYSTEM_DATABASE;
+use tracing::{debug, info, warn};
 
-use crate::session::Session;
+use crate::audit::AuditEvent;
+use crate::auth::apikey;
+use crate::auth::certificate::username_from_certificate;
+use crate::auth::Roles;
+use crate::config::SecurityConfig;
+use crate::session::{now_ms, verify_password, Login, Session};
 use crate::Shared;
 
 use super::fail;
@@ -25,12 +31,14 @@ pub const SERVER_FEATURES: u64 = features::MULTIPLEXING
     | features::ADMIN;
 
 /// Runs a handshake; on success also returns the session to bind the connection to.
+/// `client_cert` is the DER certificate the client presented in the TLS handshake.
 pub(crate) async fn handle(
     shared: &Shared,
     peer: SocketAddr,
+    client_cert: Option<&[u8]>,
     req: HandshakeRequest,
 ) -> (HandshakeResponse, Option<Arc<Session>>) {
-    match authenticate(shared, peer, &req).await {
+    match authenticate(shared, peer, client_cert, &req).await {
         Ok(session) => {
             let client_features = if req.client_features == 0 {
                 // A client that sends no bitmask (seed 000's messages have none) is told
@@ -86,78 +94,299 @@ fn check_version(version: &str) -> Result<(), wire::Error> {
 async fn authenticate(
     shared: &Shared,
     peer: SocketAddr,
+    client_cert: Option<&[u8]>,
     req: &HandshakeRequest,
 ) -> Result<Arc<Session>, wire::Error> {
     check_version(&req.protocol_version)?;
+    let database = if req.database.is_empty() {
+        SYSTEM_DATABASE
+    } else {
+        req.database.as_str()
+    };
 
     if !req.session_token.is_empty() {
         let Some(session) = shared.sessions.resume(&req.session_token) else {
-            warn!(%peer, "session resume failed: unknown or expired token");
+            warn!(%peer, "session resume failed: unknown, expired or revoked token");
             return Err(wire::Error::new(
                 ErrorCode::ErrAuthFailed,
-                "session token unknown or expired (sessions end after session_ttl and with a server restart): handshake again with credentials",
+                "session token unknown, expired or revoked (sessions end after session_ttl, with their credential, when revoked, and with a server restart): handshake again with credentials",
             ));
         };
-        if !req.database.is_empty() && req.database != session.database {
-            // Resuming keeps the user but may choose another default database.
-            ensure_database(shared, &req.database)?;
-            return Ok(shared.sessions.create(&session.username, &req.database));
+        if req.database.is_empty() || req.database == session.database {
+            return Ok(session);
         }
-        return Ok(session);
+        // Resuming keeps the user but may choose another default database.
+        check_database(shared, peer, &session.username, &session.roles(), database)?;
+        return Ok(shared.sessions.with_database(&session, database));
     }
 
     let method = AuthMethod::try_from(req.auth_method).map_err(|_| {
         wire::Error::new(
             ErrorCode::ErrInvalidArgument,
             format!(
-                "unknown auth_method {}: use USERNAME_PASSWORD (0)",
+                "unknown auth_method {}: use USERNAME_PASSWORD (0), API_KEY (1), JWT (2) or CERTIFICATE (3)",
                 req.auth_method
             ),
         )
     })?;
-    if method != AuthMethod::UsernamePassword {
-        return Err(wire::Error::new(
-            ErrorCode::ErrAuthFailed,
-            format!(
-                "auth method {} is not enabled on this server: use USERNAME_PASSWORD",
-                method.as_str_name()
-            ),
-        ));
-    }
-    if req.username.is_empty() {
-        return Err(wire::Error::new(
-            ErrorCode::ErrAuthFailed,
-            "username is empty: USERNAME_PASSWORD needs username and password",
-        ));
-    }
-    let ok = super::super::session::verify_password(
-        &shared.store,
-        &req.username,
-        &req.password,
-        shared.config.server.bcrypt_cost,
-    )
-    .await
-    .map_err(|e| {
-        wire::Error::new(
-            ErrorCode::ErrInternal,
-            format!("cannot check credentials: {e}"),
-        )
-    })?;
-    if !ok {
-        warn!(%peer, username = %req.username, method = "USERNAME_PASSWORD", "authentication failed");
-        return Err(wire::Error::new(
-            ErrorCode::ErrAuthFailed,
-            "authentication failed: unknown user or wrong password",
-        ));
-    }
-    let database = if req.database.is_empty() {
-        "_system"
-    } else {
-        req.database.as_str()
+    check_enabled(&shared.config.security, method)?;
+    // What failures are counted against besides the address: the claimed user, or
+    // the key. A JWT or certificate names its user only once verified, so their
+    // failures count against the method at this address (never against every JWT
+    // login: junk tokens from one address must not slow down everyone's).
+    let claimed = match method {
+        AuthMethod::UsernamePassword => req.username.clone(),
+        AuthMethod::ApiKey => match apikey::parse(&req.api_key) {
+            Ok((id, _)) => apikey::prefix(id),
+            Err(_) => format!("api-key@{}", peer.ip()),
+        },
+        AuthMethod::Jwt => format!("jwt@{}", peer.ip()),
+        AuthMethod::Certificate => format!("certificate@{}", peer.ip()),
     };
-    ensure_database(shared, database)?;
-    info!(%peer, username = %req.username, database, "authenticated");
-    Ok(shared.sessions.create(&req.username, database))
+    // Never longer than the handshake may take: the client gives up about then.
+    let delay = shared
+        .throttle
+        .delay(peer.ip(), &claimed)
+        .min(shared.config.wire.handshake_timeout);
+    if !delay.is_zero() {
+        debug!(%peer, username = %claimed, delay_ms = delay.as_millis() as u64, "login throttled after failed attempts");
+        tokio::time::sleep(delay).await;
+    }
+    let login = match verify(shared, method, client_cert, req).await {
+        Ok(login) => login,
+        Err(Refused {
+            username,
+            reason,
+            message,
+        }) => {
+            shared.throttle.failed(peer.ip(), &claimed);
+            let username = username.unwrap_or(claimed);
+            warn!(%peer, ?username, method = method.as_str_name(), %reason, "authentication failed");
+            shared.audit.record(AuditEvent {
+                kind: "login_failed",
+                peer: Some(peer),
+                username: &username,
+                method: Some(method.as_str_name()),
+                detail: reason,
+            });
+            return Err(wire::Error::new(ErrorCode::ErrAuthFailed, message));
+        }
+    };
+    shared.throttle.succeeded(peer.ip(), &claimed);
+    check_database(shared, peer, &login.username, &login.roles, database)?;
+    info!(%peer, username = %login.username, method = method.as_str_name(), database, "authenticated");
+    shared.audit.record(AuditEvent {
+        kind: "login",
+        peer: Some(peer),
+        username: &login.username,
+        method: Some(method.as_str_name()),
+        detail: format!("database {database}"),
+    });
+    Ok(shared.sessions.create(login, database))
+}
+
+/// A refused login: what the log and audit record (`reason`, never a secret) and
+/// what the client is told (`message`).
+struct Refused {
+    username: Option<String>,
+    reason: String,
+    message: String,
+}
+
+impl Refused {
+    fn new(username: Option<&str>, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Refused {
+            username: username.map(str::to_string),
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A refusal whose reason may be told to the client as it is.
+    fn plain(username: Option<&str>, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Refused::new(
+            username,
+            reason.clone(),
+            format!("authentication failed: {reason}"),
+        )
+    }
+}
+
+fn check_enabled(security: &SecurityConfig, method: AuthMethod) -> Result<(), wire::Error> {
+    let methods = [
+        (
+            AuthMethod::UsernamePassword,
+            security.password_auth,
+            "enable_password_auth",
+        ),
+        (
+            AuthMethod::ApiKey,
+            security.api_key_auth,
+            "enable_api_key_auth",
+        ),
+        (AuthMethod::Jwt, security.jwt_auth, "enable_jwt_auth"),
+        (
+            AuthMethod::Certificate,
+            security.certificate_auth,
+            "enable_certificate_auth",
+        ),
+    ];
+    let (_, enabled, key) = methods
+        .iter()
+        .find(|(m, _, _)| *m == method)
+        .copied()
+        .unwrap_or((method, false, "?"));
+    if enabled {
+        return Ok(());
+    }
+    let others: Vec<&str> = methods
+        .iter()
+        .filter(|(_, on, _)| *on)
+        .map(|(m, _, _)| m.as_str_name())
+        .collect();
+    Err(wire::Error::new(
+        ErrorCode::ErrAuthFailed,
+        format!(
+            "auth method {} is disabled on this server ([security] {key} = false): use {}",
+            method.as_str_name(),
+            others.join(" or ")
+        ),
+    ))
+}
+
+/// Checks the credentials of `method`; the login they establish.
+async fn verify(
+    shared: &Shared,
+    method: AuthMethod,
+    client_cert: Option<&[u8]>,
+    req: &HandshakeRequest,
+) -> Result<Login, Refused> {
+    let now = now_ms();
+    let (user, api_key_id, not_after_ms) = match method {
+        AuthMethod::UsernamePassword => {
+            if req.username.is_empty() {
+                return Err(Refused::plain(
+                    None,
+                    "username is empty: USERNAME_PASSWORD needs username and password",
+                ));
+            }
+            let user = verify_password(
+                &shared.store,
+                &req.username,
+                &req.password,
+                shared.config.server.bcrypt_cost,
+            )
+            .await
+            .map_err(|e| {
+                Refused::plain(
+                    Some(&req.username),
+                    format!("cannot check credentials: {e}"),
+                )
+            })?;
+            let user = user.ok_or_else(|| {
+                Refused::new(
+                    Some(&req.username),
+                    "unknown user or wrong password",
+                    "authentication failed: unknown user or wrong password",
+                )
+            })?;
+            (user, None, None)
+        }
+        AuthMethod::ApiKey => {
+            let (id, secret) = apikey::parse(&req.api_key).map_err(|e| Refused::plain(None, e))?;
+            let record = shared
+                .store
+                .get_api_key(id)
+                .map_err(|e| Refused::plain(None, format!("cannot check the API key: {e}")))?
+                .ok_or_else(|| {
+                    Refused::plain(
+                        None,
+                        format!("unknown API key {}: check the key, or create one with `themisdb apikey create`", apikey::prefix(id)),
+                    )
+                })?;
+            apikey::verify(&record, secret, now)
+                .map_err(|e| Refused::plain(Some(&record.username), e))?;
+            let user = existing_user(shared, &record.username)?;
+            (user, Some(record.id), record.expires_at_ms)
+        }
+        AuthMethod::Jwt => {
+            let Some(verifier) = shared.jwt.as_ref() else {
+                return Err(Refused::plain(None, "JWT login is not configured"));
+            };
+            let claims = verifier
+                .verify(&req.jwt_token)
+                .map_err(|e| Refused::plain(None, e))?;
+            let user = existing_user(shared, &claims.sub)?;
+            // A token accepted within the leeway after its exp gets that leeway.
+            let leeway = shared.config.security.jwt_leeway.as_millis() as u64;
+            (user, None, Some(claims.exp_ms.saturating_add(leeway)))
+        }
+        AuthMethod::Certificate => {
+            let Some(der) = client_cert else {
+                return Err(Refused::plain(
+                    None,
+                    "no client certificate: CERTIFICATE login needs a TLS connection that presents a client certificate signed by the server's client CA (tls_ca_cert_path)",
+                ));
+            };
+            let name = username_from_certificate(der, shared.config.security.certificate_username)
+                .map_err(|e| Refused::plain(None, e))?;
+            if !req.username.is_empty() && req.username != name {
+                return Err(Refused::plain(
+                    Some(&req.username),
+                    format!("the client certificate names user '{name}', not '{}': leave username empty or send '{name}'", req.username),
+                ));
+            }
+            (existing_user(shared, &name)?, None, None)
+        }
+    };
+    Ok(Login {
+        roles: Roles::from_value(&user.roles),
+        username: user.name,
+        method,
+        api_key_id,
+        not_after_ms,
+    })
+}
+
+/// The user a verified credential names; it must exist (roles live there).
+fn existing_user(shared: &Shared, name: &str) -> Result<themis_storage::UserRecord, Refused> {
+    match shared.store.get_user(name) {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) | Err(themis_storage::StorageError::InvalidArgument(_)) => Err(Refused::plain(
+            Some(name),
+            format!("user '{name}' does not exist: a superuser creates it with `themisdb user create {name}` (roles are kept there)"),
+        )),
+        Err(e) => Err(Refused::plain(Some(name), format!("cannot look the user up: {e}"))),
+    }
+}
+
+/// The connection's default database must exist, and the user must hold a role on it
+/// (every user may use `_system` as the default; each request is checked anyway).
+fn check_database(
+    shared: &Shared,
+    peer: SocketAddr,
+    username: &str,
+    roles: &Roles,
+    name: &str,
+) -> Result<(), wire::Error> {
+    ensure_database(shared, name)?;
+    if name == SYSTEM_DATABASE || roles.sees(name) {
+        return Ok(());
+    }
+    shared.audit.record(AuditEvent {
+        kind: "permission_denied",
+        peer: Some(peer),
+        username,
+        method: None,
+        detail: format!("handshake with default database '{name}', on which the user has no role"),
+    });
+    Err(wire::Error::new(
+        ErrorCode::ErrPermissionDenied,
+        format!(
+            "user '{username}' has no role on database '{name}': connect to a database you hold a role on, or ask a superuser (or an admin of '{name}') to grant one"
+        ),
+    ))
 }
 
 fn ensure_database(shared: &Shared, name: &str) -> Result<(), wire::Error> {

@@ -19,6 +19,8 @@ use themis_proto::wire::{self, ErrorCode, OpCode};
 use themis_proto::{ErrorExt, Request, TypedResponse};
 use themis_storage::{DocumentStore, Pending, StorageError};
 
+use crate::audit::AuditEvent;
+use crate::auth::Permission;
 use crate::connection::response_frame;
 use crate::pools::JobError;
 use crate::session::{now_ms, Session};
@@ -35,9 +37,28 @@ pub(crate) struct ConnState {
     pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Its subscriptions; they end when the connection closes.
     pub subscriptions: subscriptions::Subscriptions,
+    /// The client's address, for the audit log.
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+/// Runs `$handler` when `$check` (a permission check) passes; otherwise the typed
+/// failure response with its error.
+macro_rules! checked {
+    ($check:expr, $handler:expr) => {
+        match $check {
+            Ok(()) => $handler,
+            Err(e) => fail(e),
+        }
+    };
 }
 
 /// Runs an authenticated request and returns its encoded response frame.
+///
+/// Every opcode that touches a database is checked against the session's roles here
+/// ([`authorize`]), before its handler runs; QUERY is checked again by its handler
+/// once the query is parsed (a writing query needs write permission), and ADMIN per
+/// action (see `admin`). CURSOR_NEXT/CLOSE, COMMIT, ROLLBACK and UNSUBSCRIBE act
+/// only on what this connection opened after such a check.
 pub(crate) async fn dispatch(
     shared: &Shared,
     session: &Session,
@@ -47,43 +68,95 @@ pub(crate) async fn dispatch(
 ) -> Bytes {
     let codec = &shared.codec;
     let op = request.opcode();
+    let tx_db = |database: &str, tx: &str| -> String {
+        conn.transactions
+            .database_of(tx)
+            .unwrap_or_else(|| database_of(database, session).to_string())
+    };
     match request {
         Request::Create(r) => response_frame(
             codec,
             op,
             request_id,
-            &documents::create(shared, session, conn, r).await,
+            &checked!(
+                authorize(
+                    shared,
+                    session,
+                    conn,
+                    &tx_db(&r.database, &r.transaction_id),
+                    Permission::Write
+                ),
+                documents::create(shared, session, conn, r).await
+            ),
         ),
         Request::Read(r) => response_frame(
             codec,
             op,
             request_id,
-            &documents::read(shared, session, conn, r).await,
+            &checked!(
+                authorize(
+                    shared,
+                    session,
+                    conn,
+                    &tx_db(&r.database, &r.transaction_id),
+                    Permission::Read
+                ),
+                documents::read(shared, session, conn, r).await
+            ),
         ),
         Request::Update(r) => response_frame(
             codec,
             op,
             request_id,
-            &documents::update(shared, session, conn, r).await,
+            &checked!(
+                authorize(
+                    shared,
+                    session,
+                    conn,
+                    &tx_db(&r.database, &r.transaction_id),
+                    Permission::Write
+                ),
+                documents::update(shared, session, conn, r).await
+            ),
         ),
         Request::Delete(r) => response_frame(
             codec,
             op,
             request_id,
-            &documents::delete(shared, session, conn, r).await,
+            &checked!(
+                authorize(
+                    shared,
+                    session,
+                    conn,
+                    &tx_db(&r.database, &r.transaction_id),
+                    Permission::Write
+                ),
+                documents::delete(shared, session, conn, r).await
+            ),
         ),
         Request::Admin(r) => response_frame(
             codec,
             op,
             request_id,
-            &admin::handle(shared, session, r).await,
+            &admin::handle(shared, session, conn, r).await,
         ),
         Request::Ping(p) => response_frame(codec, OpCode::OpPong, request_id, &ping(&p)),
+        // At least read permission to start; the handler asks for write once it knows
+        // the query writes.
         Request::Query(r) => response_frame(
             codec,
             op,
             request_id,
-            &query::query(shared, session, conn, r).await,
+            &checked!(
+                authorize(
+                    shared,
+                    session,
+                    conn,
+                    &tx_db(&r.database, &r.transaction_id),
+                    Permission::Read
+                ),
+                query::query(shared, session, conn, r).await
+            ),
         ),
         Request::CursorNext(r) => response_frame(
             codec,
@@ -98,11 +171,22 @@ pub(crate) async fn dispatch(
             &query::cursor_close(&conn.cursors, r),
         ),
         // Transactions.
+        // Reading needs read permission; each write in the transaction is checked as
+        // it comes, against the transaction's database.
         Request::BeginTx(r) => response_frame(
             codec,
             op,
             request_id,
-            &transactions::begin(shared, session, conn, r).await,
+            &checked!(
+                authorize(
+                    shared,
+                    session,
+                    conn,
+                    database_of(&r.database, session),
+                    Permission::Read
+                ),
+                transactions::begin(shared, session, conn, r).await
+            ),
         ),
         Request::CommitTx(r) => response_frame(
             codec,
@@ -121,7 +205,16 @@ pub(crate) async fn dispatch(
             codec,
             op,
             request_id,
-            &subscriptions::subscribe(shared, session, &conn.subscriptions, request_id, r),
+            &checked!(
+                authorize(
+                    shared,
+                    session,
+                    conn,
+                    database_of(&r.database, session),
+                    Permission::Read
+                ),
+                subscriptions::subscribe(shared, session, &conn.subscriptions, request_id, r)
+            ),
         ),
         Request::Unsubscribe(r) => response_frame(
             codec,
@@ -173,8 +266,59 @@ pub(crate) fn session_token(request: &Request) -> &str {
     }
 }
 
+/// Whether `session` may do what needs `permission` on `database`. A refusal is
+/// ERR_PERMISSION_DENIED naming the user, the database and the role it would need,
+/// and is written to the audit log.
+pub(crate) fn authorize(
+    shared: &Shared,
+    session: &Session,
+    conn: &ConnState,
+    database: &str,
+    permission: Permission,
+) -> Result<(), wire::Error> {
+    let roles = session.roles();
+    if roles.allows(database, permission) {
+        return Ok(());
+    }
+    let held = match roles.role_on(database) {
+        Some(role) => format!("role {role}"),
+        None => "no role".to_string(),
+    };
+    let needed = match permission {
+        Permission::Read => "readonly, readwrite or admin",
+        Permission::Write => "readwrite or admin",
+        Permission::Admin => "admin",
+    };
+    denied(
+        shared,
+        session,
+        conn,
+        format!(
+            "user '{}' has {held} on database '{database}' and this needs {permission} permission ({needed}): ask a superuser or an admin of '{database}' to grant it",
+            session.username
+        ),
+    )
+}
+
+/// A refusal: ERR_PERMISSION_DENIED with `message`, recorded in the audit log.
+pub(crate) fn denied(
+    shared: &Shared,
+    session: &Session,
+    conn: &ConnState,
+    message: String,
+) -> Result<(), wire::Error> {
+    shared.audit.record(AuditEvent {
+        kind: "permission_denied",
+        peer: conn.peer,
+        username: &session.username,
+        method: Some(session.method.as_str_name()),
+        detail: message.clone(),
+    });
+    Err(wire::Error::new(ErrorCode::ErrPermissionDenied, message))
+}
+
 /// The request's database, or the connection's default when the field is empty.
-pub(crate) fn database<'a>(requested: &'a str, session: &'a Session) -> &'a str {
+pub(crate) fn database_of<'a>(requested: &'a str, session: &'a Session) -> &'a str {
     if requested.is_empty() {
         &session.database
     } else {

@@ -32,7 +32,8 @@ use themis_proto::wire::{
 use themis_proto::ErrorExt;
 
 use super::transactions::{Access, TxHandle};
-use super::{database, fail, invalid, job_error, storage_error};
+use super::{database_of, fail, invalid, job_error, storage_error};
+use crate::auth::Permission;
 use crate::session::Session;
 use crate::Shared;
 
@@ -287,8 +288,13 @@ pub(crate) async fn query(
     };
     let db = match &tx {
         Some(handle) => handle.database().to_string(),
-        None => database(&req.database, session).to_string(),
+        None => database_of(&req.database, session).to_string(),
     };
+    if prepared.is_write() {
+        if let Err(e) = super::authorize(shared, session, conn, &db, Permission::Write) {
+            return fail(e);
+        }
+    }
     let store = shared.store.clone();
     let opts = QueryOptions {
         cancel: Some(conn.cancel.clone()),

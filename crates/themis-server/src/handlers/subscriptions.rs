@@ -54,7 +54,7 @@ use themis_storage::{ChangeKind, ChangeRecord, FeedItem, FeedSubscription, Stora
 use tokio::sync::oneshot;
 use tracing::{debug, warn, Instrument};
 
-use super::{database, fail, invalid, storage_error};
+use super::{database_of, fail, invalid, storage_error};
 use crate::connection::EventSink;
 use crate::session::Session;
 use crate::Shared;
@@ -294,7 +294,7 @@ pub(crate) fn subscribe(
     request_id: u64,
     req: SubscribeRequest,
 ) -> SubscribeResponse {
-    let db = database(&req.database, session);
+    let db = database_of(&req.database, session);
     if !req.collection.is_empty() {
         if let Err(e) = themis_storage::validate_name("collection", &req.collection) {
             return fail(storage_error(e));

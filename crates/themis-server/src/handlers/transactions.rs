@@ -42,7 +42,7 @@ use themis_proto::ErrorExt;
 use themis_storage::{Isolation, Transaction};
 use tokio::sync::{Notify, OwnedMutexGuard};
 
-use super::{database, fail, invalid, job_error, storage_error, ConnState};
+use super::{database_of, fail, invalid, job_error, storage_error, ConnState};
 use crate::pools::ThreadPool;
 use crate::session::Session;
 use crate::Shared;
@@ -270,6 +270,14 @@ impl Transactions {
             tokio::spawn(reap(Arc::downgrade(self), self.wake.clone()));
         }
         Ok(id)
+    }
+
+    /// The database of open transaction `id`, if there is one.
+    pub(crate) fn database_of(&self, id: &str) -> Option<String> {
+        if id.is_empty() {
+            return None;
+        }
+        self.lock().open.get(id).map(|h| h.db.clone())
     }
 
     /// The open transaction `id`, checked for a request in `database` (empty = the
@@ -515,7 +523,7 @@ pub(crate) async fn begin(
     if let Err(e) = Transactions::room(&txs.lock(), max) {
         return fail(e);
     }
-    let db = database(&req.database, session).to_string();
+    let db = database_of(&req.database, session).to_string();
     let store = shared.store.clone();
     let read_only = req.read_only;
     let began = shared
