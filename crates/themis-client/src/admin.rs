@@ -540,12 +540,26 @@ impl Client {
         Ok(())
     }
 
-    /// Sets the password of user `name`: anyone may set their own, a superuser
-    /// anyone's.
+    /// Sets the password of another user `name` (a superuser may). For your own, use
+    /// [`Client::change_password`]: it needs the current one.
     pub async fn set_password(&self, name: &str, password: &str) -> Result<()> {
         self.admin(Action::SetPassword(wire::SetPassword {
             name: name.to_owned(),
             password: password.to_owned(),
+            old_password: String::new(),
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Changes the logged-in user's own password; `old` must be the current one (so
+    /// a stolen session, API key or token cannot take the account over). The user's
+    /// other sessions end.
+    pub async fn change_password(&self, old: &str, new: &str) -> Result<()> {
+        self.admin(Action::SetPassword(wire::SetPassword {
+            name: self.server_info().username.clone(),
+            password: new.to_owned(),
+            old_password: old.to_owned(),
         }))
         .await?;
         Ok(())

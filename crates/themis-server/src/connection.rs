@@ -32,7 +32,9 @@
 //!   discards until the peer closes (or a short linger ends), so errors and GOAWAY
 //!   frames reach the client.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -365,13 +367,24 @@ async fn serve(
     // However the connection ends, its running queries stop.
     let _cancel_on_close = CancelOnDrop(conn.cancel.clone());
     let mut last_frame_at = accepted_at;
+    // Once logged in: resolves when the session is revoked or expires, so the
+    // connection (and its subscriptions) ends then, not at its next frame.
+    let mut session_end: Option<Pin<Box<dyn Future<Output = &'static str> + Send>>> = None;
 
     let end = loop {
         let deadline = match session {
             None => accepted_at + shared.config.wire.handshake_timeout,
             Some(_) => last_frame_at + shared.config.wire.idle_timeout,
         };
-        let payload = match reader.next_frame(deadline, &mut shutdown).await {
+        let next = reader.next_frame(deadline, &mut shutdown);
+        let read = match session_end.as_mut() {
+            None => next.await,
+            Some(ended) => tokio::select! {
+                read = next => read,
+                why = ended => Err(ReadEnd::SessionEnded(why)),
+            },
+        };
+        let payload = match read {
             Ok(payload) => payload,
             Err(end) => break end,
         };
@@ -466,6 +479,10 @@ async fn serve(
                     &resp,
                     Some(permit),
                 );
+                if let Some(s) = &bound {
+                    let s = s.clone();
+                    session_end = Some(Box::pin(async move { s.ended().await }));
+                }
                 session = bound;
             }
             (Some(_), Request::Handshake(_)) => {

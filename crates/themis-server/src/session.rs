@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +47,8 @@ pub struct Session {
     /// The API key it logged in with, if any.
     pub api_key_id: Option<String>,
     roles: RwLock<Arc<Roles>>,
-    revoked: AtomicBool,
+    /// Set once when the session is revoked; connections wait on it.
+    revoked: tokio::sync::watch::Sender<bool>,
 }
 
 impl Session {
@@ -63,7 +63,18 @@ impl Session {
 
     /// Whether the session was revoked; its connections stop serving it.
     pub fn is_revoked(&self) -> bool {
-        self.revoked.load(Ordering::Acquire)
+        *self.revoked.borrow()
+    }
+
+    /// Resolves when the session is revoked or expires; says which (the GOAWAY
+    /// reason). A connection waits on this to close at once, not at its next frame.
+    pub async fn ended(&self) -> &'static str {
+        let mut revoked = self.revoked.subscribe();
+        let expires = std::time::Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms()));
+        tokio::select! {
+            _ = revoked.wait_for(|r| *r) => "session_revoked",
+            _ = tokio::time::sleep(expires) => "session_expired",
+        }
     }
 }
 
@@ -83,7 +94,12 @@ pub struct Login {
 pub struct SessionRegistry {
     ttl: Duration,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Size of the map at which `create` next sweeps out expired sessions.
+    prune_at: std::sync::atomic::AtomicUsize,
 }
+
+/// The smallest map `create` sweeps.
+const MIN_PRUNE_AT: usize = 1024;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -97,6 +113,7 @@ impl SessionRegistry {
         Self {
             ttl,
             sessions: Mutex::new(HashMap::new()),
+            prune_at: std::sync::atomic::AtomicUsize::new(MIN_PRUNE_AT),
         }
     }
 
@@ -119,11 +136,20 @@ impl SessionRegistry {
             method: login.method,
             api_key_id: login.api_key_id,
             roles: RwLock::new(Arc::new(login.roles)),
-            revoked: AtomicBool::new(false),
+            revoked: tokio::sync::watch::channel(false).0,
         });
         let mut map = self.lock();
-        let now = now_ms();
-        map.retain(|_, s| s.expires_at_ms > now);
+        // Expired sessions are dropped whenever the map has doubled since the last
+        // sweep: amortised O(1) per login instead of a scan each time.
+        let prune_at = self.prune_at.load(std::sync::atomic::Ordering::Relaxed);
+        if map.len() >= prune_at {
+            let now = now_ms();
+            map.retain(|_, s| s.expires_at_ms > now);
+            self.prune_at.store(
+                (map.len() * 2).max(MIN_PRUNE_AT),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         map.insert(session.token.clone(), session.clone());
         session
     }
@@ -166,7 +192,7 @@ impl SessionRegistry {
         let before = map.len();
         map.retain(|_, s| {
             if matches(s) {
-                s.revoked.store(true, Ordering::Release);
+                s.revoked.send_replace(true);
                 false
             } else {
                 true

@@ -270,8 +270,17 @@ pub fn run(args: UserArgs) -> Result<()> {
         UserCommand::Passwd(args) => {
             let password = args.password.read()?;
             block_on(async move {
-                let client = args.login.connect().await?;
-                client.set_password(&args.name, &password).await?;
+                let (addr, options) = args.login.options()?;
+                let client = Client::connect_with(&addr, options.clone()).await?;
+                if client.server_info().username == args.name {
+                    // Your own password: the one you logged in with is the old one.
+                    if options.auth != Auth::Password {
+                        bail!("changing your own password needs the current one: log in with your password (not an API key) to change it");
+                    }
+                    client.change_password(&options.password, &password).await?;
+                } else {
+                    client.set_password(&args.name, &password).await?;
+                }
                 println!("changed the password of {}", args.name);
                 Ok(())
             })

@@ -4,14 +4,16 @@
 //! ([`need`] + [`expected`]), not from per-cell hand-written assertions; every cell
 //! that disagrees is listed (user, op, database) before the test fails.
 //!
-//! Also: a user of A can neither read nor subscribe to B, a handshake naming B is
-//! refused, role changes reach an already-open connection at its next request, and a
-//! superuser is allowed everywhere.
+//! Also: a user of A can neither read nor subscribe to B, a handshake naming B (or a
+//! database that does not exist) is refused, grants reach an already-open connection
+//! at its next request while reductions end the user's sessions (a subscribed
+//! connection gets GOAWAY by itself), and a superuser is allowed everywhere.
 
 mod common;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::{Frame, RawConn, TestServer, ROOT_PASSWORD};
 use prost::Message;
@@ -137,6 +139,59 @@ impl Conn {
         } else {
             serde_json::from_slice(&resp.result).expect("admin result is JSON")
         }
+    }
+
+    /// The connection's session was revoked: the server sends GOAWAY
+    /// "session_revoked" (request_id 0) and closes by itself. A request is sent anyway
+    /// (a write error is ignored: the server may be gone already); if it raced in
+    /// before the GOAWAY, its answer is OP_ERROR ERR_UNAUTHENTICATED. Reads until EOF:
+    /// nothing is served. Events before the GOAWAY are fine.
+    async fn expect_cut_off(&mut self, why: &str) {
+        let who = format!("{} ({why})", self.user);
+        self.next_id += 1;
+        let id = self.next_id;
+        let req = admin_req("", Action::WhoAmI(wire::WhoAmI {}));
+        if let Err(e) = self.raw.try_send(OpCode::OpAdmin, id, &req).await {
+            eprintln!("{who}: write after the revocation failed ({e}): fine");
+        }
+        let mut goaway = false;
+        let mut refused = false;
+        loop {
+            let f = match self.raw.try_recv_within(Duration::from_secs(10)).await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    panic!("{who}: neither GOAWAY nor close within 10 s")
+                }
+                Err(e) => {
+                    eprintln!("{who}: read ended with {e}");
+                    break;
+                }
+            };
+            match f.op() {
+                OpCode::OpGoaway => {
+                    assert!(!goaway, "{who}: a second GOAWAY: {f:?}");
+                    assert_eq!(f.request_id, 0, "{who}: {f:?}");
+                    let g: wire::GoAway = f.decode();
+                    assert_eq!(g.reason, "session_revoked", "{who}: {g:?}");
+                    goaway = true;
+                }
+                OpCode::OpError => {
+                    assert!(!refused, "{who}: a second OP_ERROR: {f:?}");
+                    assert_eq!(f.request_id, id, "{who}: {f:?}");
+                    let err = f.error();
+                    assert_eq!(
+                        err.code,
+                        ErrorCode::ErrUnauthenticated as i32,
+                        "{who}: {err:?}"
+                    );
+                    refused = true;
+                }
+                OpCode::OpEvent => assert!(!goaway, "{who}: an event after GOAWAY: {f:?}"),
+                _ => panic!("{who}: served after its session was revoked: {f:?}"),
+            }
+        }
+        assert!(goaway, "{who}: closed without GOAWAY \"session_revoked\"");
     }
 
     async fn read(&mut self, database: &str, key: &str) -> wire::ReadResponse {
@@ -955,6 +1010,18 @@ async fn handshake_naming_a_database_without_a_role_is_denied() {
     assert_denied(&resp, "ro_a", &[DB_B]);
     let (_, resp) = Conn::login_to(server.addr, "admin_a", USER_PASSWORD, DB_B).await;
     assert_denied(&resp, "admin_a", &[DB_B]);
+    // A database that does not exist is refused the same way: no existence probe.
+    let (_, resp) = Conn::login_to(server.addr, "ro_a", USER_PASSWORD, "perm_nowhere").await;
+    assert!(resp.session_token.is_empty(), "{resp:?}");
+    assert_denied(&resp, "ro_a", &["perm_nowhere"]);
+    let (_, exists) = Conn::login_to(server.addr, "admin_a", USER_PASSWORD, DB_B).await;
+    let (_, missing) = Conn::login_to(server.addr, "admin_a", USER_PASSWORD, "perm_nowhere").await;
+    let (exists, missing) = (exists.error().unwrap(), missing.error().unwrap());
+    assert_eq!(
+        exists.message.replace(DB_B, "X"),
+        missing.message.replace("perm_nowhere", "X"),
+        "an existing and a missing database are told apart"
+    );
 
     // Its own database, and the default `_system`, are fine.
     let (_, resp) = Conn::login_to(server.addr, "ro_a", USER_PASSWORD, DB_A).await;
@@ -985,6 +1052,7 @@ async fn role_changes_reach_an_open_connection_at_its_next_request() {
             role: role.into(),
         })
     };
+    // Grants only add: they apply to the open connection at its next request.
     root.admin("", grant("readonly")).await;
     let r = late.read(DB_A, "k1").await;
     assert!(r.success, "readonly granted, READ still refused: {r:?}");
@@ -994,6 +1062,16 @@ async fn role_changes_reach_an_open_connection_at_its_next_request() {
     let c = late.create(DB_A, json!({"x": 2})).await;
     assert!(c.success, "readwrite granted, CREATE still refused: {c:?}");
 
+    // A weaker role takes something away: the session ends; a new login has the
+    // reduced rights.
+    root.admin("", grant("readonly")).await;
+    late.expect_cut_off("readwrite lowered to readonly").await;
+    let mut late = Conn::login(server.addr, "late", USER_PASSWORD).await;
+    let r = late.read(DB_A, "k1").await;
+    assert!(r.success, "readonly, READ refused: {r:?}");
+    assert_denied(&late.create(DB_A, json!({"x": 3})).await, "late", &[DB_A]);
+
+    // Revoked: the same.
     root.admin(
         "",
         Action::RevokeRole(wire::RevokeRole {
@@ -1002,8 +1080,10 @@ async fn role_changes_reach_an_open_connection_at_its_next_request() {
         }),
     )
     .await;
+    late.expect_cut_off("role revoked").await;
+    let mut late = Conn::login(server.addr, "late", USER_PASSWORD).await;
     assert_denied(&late.read(DB_A, "k1").await, "late", &[DB_A]);
-    assert_denied(&late.create(DB_A, json!({"x": 3})).await, "late", &[DB_A]);
+    assert_denied(&late.create(DB_A, json!({"x": 4})).await, "late", &[DB_A]);
 
     // Made a superuser: everything, everywhere, on the same connection.
     let set_su = |on: bool| {
@@ -1024,7 +1104,132 @@ async fn role_changes_reach_an_open_connection_at_its_next_request() {
         )
         .await;
     assert!(made.success, "superuser, create_database refused: {made:?}");
+    // No longer one: cut off, and a new login is an ordinary user again.
     root.admin("", set_su(false)).await;
+    late.expect_cut_off("superuser taken away").await;
+    let mut late = Conn::login(server.addr, "late", USER_PASSWORD).await;
     assert_denied(&late.read(DB_B, "k1").await, "late", &[DB_B]);
+    let made = late
+        .admin_raw(
+            "",
+            Action::CreateDatabase(wire::CreateDatabase {
+                name: "made_by_late_2".into(),
+            }),
+        )
+        .await;
+    assert_denied(&made, "late", &[]);
+    // Root's own connection was never touched.
+    assert!(root.read(DB_A, "k1").await.success);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn revoking_a_role_ends_a_subscribed_connection_by_itself() {
+    let server = TestServer::start_with(fast_config).await;
+    let mut root = setup(server.addr).await;
+    create_user(
+        &mut root,
+        "watcher",
+        false,
+        vec![wire::RoleGrant {
+            database: DB_A.into(),
+            role: "readonly".into(),
+        }],
+    )
+    .await;
+    let mut watcher = Conn::login(server.addr, "watcher", USER_PASSWORD).await;
+    let sub: wire::SubscribeResponse = watcher
+        .call(
+            OpCode::OpSubscribe,
+            &wire::SubscribeRequest {
+                collection: COLL.into(),
+                database: DB_A.into(),
+                include_documents: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(sub.success, "{sub:?}");
+    // An open cursor.
+    let mut req = query_req(DB_A, "FOR d IN c RETURN d");
+    req.batch_size = 1;
+    let q: wire::QueryResponse = watcher.call(OpCode::OpQuery, &req).await.unwrap();
+    assert!(q.success && q.has_more && !q.cursor_id.is_empty(), "{q:?}");
+    // Served while the role lasts (events may come first).
+    assert!(root.create(DB_A, json!({"_key": "before"})).await.success);
+    let next: wire::QueryResponse = watcher
+        .call(
+            OpCode::OpCursorNext,
+            &wire::CursorNextRequest {
+                cursor_id: q.cursor_id.clone(),
+                batch_size: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(next.success && next.results.len() == 1, "{next:?}");
+
+    root.admin(
+        "",
+        Action::RevokeRole(wire::RevokeRole {
+            username: "watcher".into(),
+            database: DB_A.into(),
+        }),
+    )
+    .await;
+    // The test sends nothing: the server says GOAWAY by itself.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let f = match watcher.raw.try_recv_within(left).await {
+            Ok(Some(f)) => f,
+            Ok(None) => panic!("closed without GOAWAY"),
+            Err(e) => panic!("no GOAWAY within 5 s of the revocation: {e}"),
+        };
+        match f.op() {
+            OpCode::OpEvent => continue,
+            OpCode::OpGoaway => {
+                assert_eq!(f.request_id, 0, "{f:?}");
+                let g: wire::GoAway = f.decode();
+                assert_eq!(g.reason, "session_revoked", "{g:?}");
+                break;
+            }
+            _ => panic!("expected GOAWAY, got {f:?}"),
+        }
+    }
+    // Then the close; nothing more is delivered, and the cursor cannot be read.
+    match watcher.raw.try_recv_within(Duration::from_secs(10)).await {
+        Ok(None) => {}
+        Ok(Some(f)) => panic!("a frame after GOAWAY: {f:?}"),
+        Err(e) => assert_ne!(
+            e.kind(),
+            std::io::ErrorKind::TimedOut,
+            "no close after GOAWAY"
+        ),
+    }
+    let sent = watcher
+        .raw
+        .try_send(
+            OpCode::OpCursorNext,
+            999,
+            &wire::CursorNextRequest {
+                cursor_id: q.cursor_id.clone(),
+                batch_size: 1,
+                ..Default::default()
+            },
+        )
+        .await;
+    match watcher.raw.try_recv_within(Duration::from_secs(10)).await {
+        Ok(None) => {}
+        Ok(Some(f)) => panic!("the cursor was read after the revocation ({sent:?}): {f:?}"),
+        Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+    }
+    // A write to A reaches nobody and the root is still served.
+    assert!(root.create(DB_A, json!({"_key": "after"})).await.success);
+    // A new login has no rights on A.
+    let mut again = Conn::login(server.addr, "watcher", USER_PASSWORD).await;
+    assert_denied(&again.read(DB_A, "k1").await, "watcher", &[DB_A]);
     server.shutdown().await;
 }

@@ -5,7 +5,11 @@
 //! * JWT refusals (forged, expired, wrong audience / issuer, `alg: none`, unknown
 //!   user), HS256 and ES256 acceptance, session expiry bounded by the token's `exp`;
 //! * API keys: shown once, revocation refuses logins and cuts open connections,
-//!   expiry; disabled methods; session revocation and `drop_user`;
+//!   expiry; disabled methods; session revocation and `drop_user`; key and token
+//!   sessions cannot mint keys for their own user; a key of an earlier user of the
+//!   same name is refused;
+//! * changing one's own password takes the old one and ends one's other sessions;
+//! * a revocation or `drop_user` while a login checks its password is honoured;
 //! * failed-login throttling (lower bounds on the delays only), connections per
 //!   address, the per-user request rate limit, and the audit log (kinds, usernames,
 //!   and no secrets).
@@ -149,41 +153,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         self.admin(Action::WhoAmI(wire::WhoAmI {})).await
     }
 
-    /// The next request is refused with ERR_UNAUTHENTICATED, then GOAWAY
-    /// "session_revoked", then the server closes.
+    /// The session of this connection was revoked: see [`Self::expect_session_ended`].
     async fn expect_cut_off(&mut self, who: &str) {
+        self.expect_session_ended(who, "session_revoked").await
+    }
+
+    /// The session of this connection ended (revoked or expired): the server sends
+    /// GOAWAY `reason` (request_id 0) and closes by itself. A request is sent anyway
+    /// (a write error is ignored: the server may be gone already); if it raced in
+    /// before the GOAWAY, its answer is OP_ERROR ERR_UNAUTHENTICATED. Reads until
+    /// EOF: nothing is served.
+    async fn expect_session_ended(&mut self, who: &str, reason: &str) {
         self.next_id += 1;
         let id = self.next_id;
         let req = wire::AdminRequest {
             action: Some(Action::WhoAmI(wire::WhoAmI {})),
             ..Default::default()
         };
-        self.send(OpCode::OpAdmin, id, &req).await;
-        let f = self
-            .recv()
-            .await
-            .unwrap_or_else(|| panic!("{who}: closed without an answer"));
-        assert_eq!(
-            f.op(),
-            OpCode::OpError,
-            "{who}: expected OP_ERROR, got {f:?}"
+        let mut out = BytesMut::new();
+        encode_frame(&self.codec, OpCode::OpAdmin, id, &req, &mut out).expect("encode");
+        if let Err(e) = self.stream.write_all(&out).await {
+            eprintln!("{who}: write after the session ended failed ({e}): fine");
+        } else if let Err(e) = self.stream.flush().await {
+            eprintln!("{who}: flush after the session ended failed ({e}): fine");
+        }
+        let mut goaway: Option<wire::GoAway> = None;
+        let mut refused = false;
+        while let Some(f) = self.recv().await {
+            match f.op() {
+                OpCode::OpGoaway => {
+                    assert!(goaway.is_none(), "{who}: a second GOAWAY: {f:?}");
+                    assert_eq!(f.request_id, 0, "{who}: GOAWAY with a request id: {f:?}");
+                    let g: wire::GoAway = f.decode();
+                    assert_eq!(g.reason, reason, "{who}: {g:?}");
+                    goaway = Some(g);
+                }
+                OpCode::OpError => {
+                    assert!(!refused, "{who}: a second OP_ERROR: {f:?}");
+                    assert_eq!(f.request_id, id, "{who}: {f:?}");
+                    let err = f.error();
+                    assert_eq!(
+                        err.code,
+                        ErrorCode::ErrUnauthenticated as i32,
+                        "{who}: {err:?}"
+                    );
+                    refused = true;
+                }
+                // Not an answer to the request.
+                OpCode::OpEvent => assert!(goaway.is_none(), "{who}: an event after GOAWAY: {f:?}"),
+                _ => panic!("{who}: served after its session ended: {f:?}"),
+            }
+        }
+        assert!(
+            goaway.is_some(),
+            "{who}: closed without a GOAWAY {reason:?}"
         );
-        assert_eq!(f.request_id, id, "{who}: {f:?}");
-        let err = f.error();
-        assert_eq!(
-            err.code,
-            ErrorCode::ErrUnauthenticated as i32,
-            "{who}: {err:?}"
-        );
-        let f = self
-            .recv()
-            .await
-            .unwrap_or_else(|| panic!("{who}: no GOAWAY"));
-        assert_eq!(f.op(), OpCode::OpGoaway, "{who}: {f:?}");
-        let goaway: wire::GoAway = f.decode();
-        assert_eq!(goaway.reason, "session_revoked", "{who}: {goaway:?}");
-        let f = self.recv().await;
-        assert!(f.is_none(), "{who}: expected the close, got {f:?}");
     }
 }
 
@@ -848,9 +872,36 @@ async fn revoked_sessions_cannot_be_resumed_and_drop_user_ends_sessions() {
         .as_array()
         .and_then(|a| a.iter().find(|k| k["id"] == id.as_str()))
         .cloned();
-    if let Some(entry) = entry {
-        assert_eq!(entry["revoked"], true, "{entry}");
+    let entry = entry.expect("the dropped user's key is still listed (as revoked)");
+    assert_eq!(entry["revoked"], true, "{entry}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_ends_its_connection_and_cannot_be_resumed() {
+    let server = TestServer::start_with(|c| {
+        base_config(c);
+        c.server.session_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let mut root = root(server.addr).await;
+    create_user(&mut root, "brief", "brief-password", vec![]).await;
+    let (mut conn, resp) = attempt(server.addr, &by_password("brief", "brief-password")).await;
+    assert!(resp.success, "{resp:?}");
+    let token = resp.session_token.clone();
+    let expires = resp.server_info.unwrap().session_expires_at_ms;
+    assert!(expires <= now_ms() + 1000, "ttl 1 s, expires at {expires}");
+    // Served while the session lasts.
+    assert_eq!(conn.who_am_i().await["username"], "brief");
+    while now_ms() <= expires {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    conn.expect_session_ended("expired session", "session_expired")
+        .await;
+    let (_, resp) = attempt(server.addr, &resume(&token)).await;
+    assert_refused(&resp, ErrorCode::ErrAuthFailed, &["expired"]);
+    // Credentials still work.
+    let _again = login(server.addr, &by_password("brief", "brief-password")).await;
     server.shutdown().await;
 }
 
@@ -1147,6 +1198,284 @@ async fn audit_log_records_security_events_without_secrets() {
             !text.contains(&s),
             "the audit log contains the {what}:\n{text}"
         );
+    }
+    server.shutdown().await;
+}
+
+/// Sets `name`'s password; the admin answer (success or not).
+async fn set_password(
+    w: &mut Plain,
+    name: &str,
+    password: &str,
+    old_password: &str,
+) -> wire::AdminResponse {
+    w.admin_raw(Action::SetPassword(wire::SetPassword {
+        name: name.into(),
+        password: password.into(),
+        old_password: old_password.into(),
+    }))
+    .await
+}
+
+/// Asserts an admin action refused with ERR_PERMISSION_DENIED whose message contains
+/// every needle; returns the message.
+#[track_caller]
+fn assert_admin_denied(resp: &wire::AdminResponse, needles: &[&str]) -> String {
+    assert!(!resp.success, "expected a denial, got {resp:?}");
+    let err = resp
+        .error()
+        .unwrap_or_else(|| panic!("no error in {resp:?}"));
+    assert_eq!(
+        err.code,
+        ErrorCode::ErrPermissionDenied as i32,
+        "expected ERR_PERMISSION_DENIED: {err:?}"
+    );
+    for needle in needles {
+        assert!(
+            err.message.contains(needle),
+            "message lacks {needle:?}: {}",
+            err.message
+        );
+    }
+    err.message.clone()
+}
+
+#[tokio::test]
+async fn changing_your_own_password_takes_the_old_one_and_ends_your_other_sessions() {
+    let server = TestServer::start_with(base_config).await;
+    let mut root = root(server.addr).await;
+    create_user(&mut root, "pw", "pw-password-1", vec![]).await;
+    let mut me = login(server.addr, &by_password("pw", "pw-password-1")).await;
+    let mut other = login(server.addr, &by_password("pw", "pw-password-1")).await;
+
+    // Missing or wrong old password: refused, nothing changes.
+    for (what, old) in [("missing", ""), ("wrong", "not-the-password")] {
+        let resp = set_password(&mut me, "pw", "pw-password-2", old).await;
+        assert_admin_denied(&resp, &[]);
+        eprintln!("{what} old_password refused: {resp:?}");
+        // The empty name means one's own too.
+        let resp = set_password(&mut me, "", "pw-password-2", old).await;
+        assert_admin_denied(&resp, &[]);
+    }
+    assert_eq!(other.who_am_i().await["username"], "pw");
+    let _still = login(server.addr, &by_password("pw", "pw-password-1")).await;
+    // A superuser changing its own password needs the old one as well.
+    let resp = set_password(&mut root, "root", "another-root-password", "").await;
+    assert_admin_denied(&resp, &[]);
+
+    // The right one: changed; the caller stays, the user's other sessions end.
+    let resp = set_password(&mut me, "pw", "pw-password-2", "pw-password-1").await;
+    assert!(resp.success, "{resp:?}");
+    other.expect_cut_off("pw's other session").await;
+    assert_eq!(me.who_am_i().await["username"], "pw");
+    let (_, resp) = attempt(server.addr, &by_password("pw", "pw-password-1")).await;
+    assert_refused(&resp, ErrorCode::ErrAuthFailed, &[]);
+    let _new = login(server.addr, &by_password("pw", "pw-password-2")).await;
+
+    // A superuser sets another user's password without the old one.
+    let resp = set_password(&mut root, "pw", "pw-password-3", "").await;
+    assert!(resp.success, "{resp:?}");
+    let _set = login(server.addr, &by_password("pw", "pw-password-3")).await;
+    let (_, resp) = attempt(server.addr, &by_password("pw", "pw-password-2")).await;
+    assert_refused(&resp, ErrorCode::ErrAuthFailed, &[]);
+    // Root is still served.
+    assert_eq!(root.who_am_i().await["username"], "root");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn key_and_token_sessions_cannot_mint_keys_for_their_own_user() {
+    let keys = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(|c| {
+        base_config(c);
+        enable_jwt_secret(c, keys.path());
+    })
+    .await;
+    let mut root = root(server.addr).await;
+    create_user(&mut root, "minter", "minter-password", vec![]).await;
+    let (key, _, _) = create_key(&mut root, "minter", 0).await;
+    let token = hs256(JWT_SECRET, &claims("minter", now_secs() + 600));
+    let own_key = |username: &str| {
+        Action::CreateApiKey(wire::CreateApiKey {
+            username: username.into(),
+            name: "minted".into(),
+            expires_in_ms: 0,
+        })
+    };
+
+    for (method, req) in [("API_KEY", by_api_key(&key)), ("JWT", by_jwt(&token))] {
+        let mut w = login(server.addr, &req).await;
+        assert_eq!(w.who_am_i().await["method"], method);
+        for username in ["minter", ""] {
+            let resp = w.admin_raw(own_key(username)).await;
+            assert_admin_denied(&resp, &[method]);
+            assert!(resp.result.is_empty(), "{resp:?}");
+        }
+    }
+    // A password session of the same user may.
+    let mut by_pw = login(server.addr, &by_password("minter", "minter-password")).await;
+    let (minted, _, _) = create_key(&mut by_pw, "minter", 0).await;
+    let _with_minted = login(server.addr, &by_api_key(&minted)).await;
+
+    // A superuser's key session cannot mint one for itself either, but still may for
+    // other users.
+    let (root_key, _, _) = create_key(&mut root, "root", 0).await;
+    let mut root_by_key = login(server.addr, &by_api_key(&root_key)).await;
+    let resp = root_by_key.admin_raw(own_key("root")).await;
+    assert_admin_denied(&resp, &["API_KEY"]);
+    let (for_minter, _, created) = create_key(&mut root_by_key, "minter", 0).await;
+    assert_eq!(created["username"], "minter", "{created}");
+    let (_, resp) = attempt(server.addr, &by_api_key(&for_minter)).await;
+    assert!(resp.success, "{resp:?}");
+    assert_eq!(resp.server_info.unwrap().username, "minter");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_key_of_an_earlier_user_of_the_same_name_is_refused() {
+    let server = TestServer::start_with(base_config).await;
+    let mut root = root(server.addr).await;
+    create_user(&mut root, "phoenix", "phoenix-password", vec![]).await;
+    let (key, _, _) = create_key(&mut root, "phoenix", 0).await;
+    let _ok = login(server.addr, &by_api_key(&key)).await;
+    root.admin(Action::DropUser(wire::DropUser {
+        name: "phoenix".into(),
+    }))
+    .await;
+    create_user(&mut root, "phoenix", "phoenix-password-2", vec![]).await;
+    let (_, resp) = attempt(server.addr, &by_api_key(&key)).await;
+    // Revoked by drop_user, and older than the user besides: either reason will do.
+    assert_refused(&resp, ErrorCode::ErrAuthFailed, &[]);
+    // The new user logs in with its own credentials.
+    let _new = login(server.addr, &by_password("phoenix", "phoenix-password-2")).await;
+    server.shutdown().await;
+}
+
+/// What a CREATE into `database` on a connection whose rights were just taken away
+/// came to: refused with ERR_PERMISSION_DENIED, or the connection cut with GOAWAY
+/// "session_revoked" (the request, if answered first, with ERR_UNAUTHENTICATED).
+/// Panics if the CREATE was served.
+async fn expect_create_refused(w: &mut Plain, database: &str, who: &str) {
+    w.next_id += 1;
+    let id = w.next_id;
+    let req = wire::CreateRequest {
+        collection: "c".into(),
+        document: serde_json::to_vec(&json!({"by": who})).unwrap().into(),
+        database: database.into(),
+        ..Default::default()
+    };
+    let mut out = BytesMut::new();
+    encode_frame(&w.codec, OpCode::OpCreate, id, &req, &mut out).expect("encode");
+    if let Err(e) = w.stream.write_all(&out).await {
+        eprintln!("{who}: write failed ({e}): the connection is gone");
+    }
+    let mut goaway = false;
+    while let Some(f) = w.recv().await {
+        match f.op() {
+            OpCode::OpCreate => {
+                assert!(!goaway, "{who}: answered after GOAWAY: {f:?}");
+                assert_eq!(f.request_id, id, "{who}: {f:?}");
+                let resp: wire::CreateResponse = f.decode();
+                assert!(!resp.success, "{who}: CREATE served: {resp:?}");
+                let err = resp
+                    .error()
+                    .unwrap_or_else(|| panic!("{who}: no error in {resp:?}"));
+                assert_eq!(
+                    err.code,
+                    ErrorCode::ErrPermissionDenied as i32,
+                    "{who}: {err:?}"
+                );
+                return;
+            }
+            OpCode::OpError => {
+                assert_eq!(f.request_id, id, "{who}: {f:?}");
+                let err = f.error();
+                assert_eq!(
+                    err.code,
+                    ErrorCode::ErrUnauthenticated as i32,
+                    "{who}: {err:?}"
+                );
+            }
+            OpCode::OpGoaway => {
+                assert!(!goaway, "{who}: a second GOAWAY: {f:?}");
+                let g: wire::GoAway = f.decode();
+                assert_eq!(g.reason, "session_revoked", "{who}: {g:?}");
+                goaway = true;
+            }
+            _ => panic!("{who}: unexpected {f:?}"),
+        }
+    }
+    assert!(goaway, "{who}: closed without GOAWAY and without an answer");
+}
+
+#[tokio::test]
+async fn a_revocation_or_drop_during_a_login_is_honoured() {
+    let server = TestServer::start_with(|c| {
+        base_config(c);
+        // Slow bcrypt, so the revocation lands while the login checks the password.
+        c.server.bcrypt_cost = 12;
+    })
+    .await;
+    let addr = server.addr;
+    let mut root = root(addr).await;
+    root.admin(Action::CreateDatabase(wire::CreateDatabase {
+        name: "race".into(),
+    }))
+    .await;
+    let rw = || {
+        vec![wire::RoleGrant {
+            database: "race".into(),
+            role: "readwrite".into(),
+        }]
+    };
+    create_user(&mut root, "racer", "racer-password", rw()).await;
+    create_user(&mut root, "doomed", "doomed-password", rw()).await;
+    // The collection CREATEs go to (admin requests default to root's database).
+    let made = root
+        .frame(
+            OpCode::OpAdmin,
+            &wire::AdminRequest {
+                database: "race".into(),
+                action: Some(Action::CreateCollection(wire::CreateCollection {
+                    name: "c".into(),
+                })),
+                ..Default::default()
+            },
+        )
+        .await;
+    let made: wire::AdminResponse = made.decode();
+    assert!(made.success, "{made:?}");
+
+    // A role revoked while racer's login runs.
+    let login_task =
+        tokio::spawn(async move { attempt(addr, &by_password("racer", "racer-password")).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    root.admin(Action::RevokeRole(wire::RevokeRole {
+        username: "racer".into(),
+        database: "race".into(),
+    }))
+    .await;
+    let (mut conn, resp) = login_task.await.expect("login task");
+    if resp.success {
+        expect_create_refused(&mut conn, "race", "racer after the revocation").await;
+    } else {
+        eprintln!("racer's login was refused: {resp:?}");
+    }
+
+    // A user dropped while its login runs.
+    let login_task =
+        tokio::spawn(async move { attempt(addr, &by_password("doomed", "doomed-password")).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    root.admin(Action::DropUser(wire::DropUser {
+        name: "doomed".into(),
+    }))
+    .await;
+    let (mut conn, resp) = login_task.await.expect("login task");
+    if resp.success {
+        expect_create_refused(&mut conn, "race", "doomed after the drop").await;
+    } else {
+        let why = assert_refused(&resp, ErrorCode::ErrAuthFailed, &[]);
+        eprintln!("doomed's login was refused: {why}");
     }
     server.shutdown().await;
 }

@@ -121,6 +121,22 @@ impl Roles {
                 .is_some_and(|role| role.permission() >= permission)
     }
 
+    /// Whether `after` takes away anything these roles allow: the superuser flag, or
+    /// a permission on some database.
+    pub fn weakened_by(&self, after: &Roles) -> bool {
+        if self.superuser && !after.superuser {
+            return true;
+        }
+        if after.superuser {
+            return false;
+        }
+        self.databases.iter().any(|(db, role)| {
+            after
+                .role_on(db)
+                .is_none_or(|new| new.permission() < role.permission())
+        })
+    }
+
     /// Whether the holder may see that `database` exists (any role on it).
     pub fn sees(&self, database: &str) -> bool {
         self.superuser || self.role_on(database).is_some()
@@ -169,6 +185,26 @@ mod tests {
         let old = roles(serde_json::json!("free-form"));
         assert_eq!(old, Roles::default());
         assert!(!old.allows("x", Permission::Read));
+    }
+
+    #[test]
+    fn weakened_by_sees_every_loss_and_no_gain() {
+        let base = roles(serde_json::json!({"databases": {"a": "readwrite"}}));
+        let same = base.clone();
+        let more = roles(serde_json::json!({"databases": {"a": "admin", "b": "readonly"}}));
+        let less = roles(serde_json::json!({"databases": {"a": "readonly"}}));
+        let gone = roles(serde_json::json!({"databases": {"b": "admin"}}));
+        let star = roles(serde_json::json!({"databases": {"*": "admin"}}));
+        assert!(!base.weakened_by(&same));
+        assert!(!base.weakened_by(&more));
+        assert!(!base.weakened_by(&star));
+        assert!(base.weakened_by(&less));
+        assert!(base.weakened_by(&gone));
+        let su = roles(serde_json::json!({"superuser": true}));
+        assert!(su.weakened_by(&base));
+        assert!(!base.weakened_by(&su));
+        // Losing "*" loses every database it covered.
+        assert!(star.weakened_by(&base));
     }
 
     #[test]

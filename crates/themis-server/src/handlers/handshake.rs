@@ -115,7 +115,15 @@ async fn authenticate(
         if req.database.is_empty() || req.database == session.database {
             return Ok(session);
         }
-        // Resuming keeps the user but may choose another default database.
+        // Resuming keeps the user but may choose another default database. Under the
+        // user-admin lock, so a revocation cannot slip in between.
+        let _serial = shared.user_admin.lock().await;
+        if session.is_revoked() {
+            return Err(wire::Error::new(
+                ErrorCode::ErrAuthFailed,
+                "session token revoked: handshake again with credentials",
+            ));
+        }
         check_database(shared, peer, &session.username, &session.roles(), database)?;
         return Ok(shared.sessions.with_database(&session, database));
     }
@@ -152,8 +160,18 @@ async fn authenticate(
         debug!(%peer, username = %claimed, delay_ms = delay.as_millis() as u64, "login throttled after failed attempts");
         tokio::time::sleep(delay).await;
     }
-    let login = match verify(shared, method, client_cert, req).await {
-        Ok(login) => login,
+    let verified = match verify(shared, method, client_cert, req).await {
+        // Finished under the user-admin lock: a role change, password change, key
+        // revocation or user drop that ran while the credentials were checked (bcrypt
+        // takes a while) is seen here, and one that comes later finds the session.
+        Ok(verified) => {
+            let serial = shared.user_admin.lock().await;
+            recheck(shared, verified).map(|login| (login, serial))
+        }
+        Err(refused) => Err(refused),
+    };
+    let (login, _serial) = match verified {
+        Ok(done) => done,
         Err(Refused {
             username,
             reason,
@@ -255,13 +273,50 @@ fn check_enabled(security: &SecurityConfig, method: AuthMethod) -> Result<(), wi
     ))
 }
 
+/// Credentials that checked out, and what they were checked against.
+struct Verified {
+    login: Login,
+    /// The password hash a password login matched.
+    password_hash: Option<String>,
+}
+
+/// Reads the user (and key) again, under the user-admin lock: the login stands only
+/// if nothing it relied on changed meanwhile, and takes the user's roles of now.
+fn recheck(shared: &Shared, verified: Verified) -> Result<Login, Refused> {
+    let Verified {
+        mut login,
+        password_hash,
+    } = verified;
+    let user = existing_user(shared, &login.username)?;
+    if password_hash.is_some_and(|h| h != user.password_hash) {
+        return Err(Refused::plain(
+            Some(&login.username),
+            "the password was changed during the login: log in with the new one",
+        ));
+    }
+    if let Some(id) = &login.api_key_id {
+        let revoked = match shared.store.get_api_key(id) {
+            Ok(Some(key)) => key.revoked_at_ms.is_some(),
+            _ => true,
+        };
+        if revoked {
+            return Err(Refused::plain(
+                Some(&login.username),
+                format!("API key {} was revoked", apikey::prefix(id)),
+            ));
+        }
+    }
+    login.roles = Roles::from_value(&user.roles);
+    Ok(login)
+}
+
 /// Checks the credentials of `method`; the login they establish.
 async fn verify(
     shared: &Shared,
     method: AuthMethod,
     client_cert: Option<&[u8]>,
     req: &HandshakeRequest,
-) -> Result<Login, Refused> {
+) -> Result<Verified, Refused> {
     let now = now_ms();
     let (user, api_key_id, not_after_ms) = match method {
         AuthMethod::UsernamePassword => {
@@ -308,6 +363,17 @@ async fn verify(
             apikey::verify(&record, secret, now)
                 .map_err(|e| Refused::plain(Some(&record.username), e))?;
             let user = existing_user(shared, &record.username)?;
+            if record.created_at_ms < user.created_at_ms {
+                // Made for an earlier user of the same name (dropped since).
+                return Err(Refused::plain(
+                    Some(&record.username),
+                    format!(
+                        "API key {} belongs to an earlier user named '{}', dropped since: create a new key",
+                        apikey::prefix(&record.id),
+                        record.username
+                    ),
+                ));
+            }
             (user, Some(record.id), record.expires_at_ms)
         }
         AuthMethod::Jwt => {
@@ -340,12 +406,15 @@ async fn verify(
             (existing_user(shared, &name)?, None, None)
         }
     };
-    Ok(Login {
-        roles: Roles::from_value(&user.roles),
-        username: user.name,
-        method,
-        api_key_id,
-        not_after_ms,
+    Ok(Verified {
+        password_hash: (method == AuthMethod::UsernamePassword).then(|| user.password_hash.clone()),
+        login: Login {
+            roles: Roles::from_value(&user.roles),
+            username: user.name,
+            method,
+            api_key_id,
+            not_after_ms,
+        },
     })
 }
 
@@ -370,9 +439,10 @@ fn check_database(
     roles: &Roles,
     name: &str,
 ) -> Result<(), wire::Error> {
-    ensure_database(shared, name)?;
+    // The role first: a user learns nothing about databases they hold no role on,
+    // not even whether they exist.
     if name == SYSTEM_DATABASE || roles.sees(name) {
-        return Ok(());
+        return ensure_database(shared, name);
     }
     shared.audit.record(AuditEvent {
         kind: "permission_denied",

@@ -17,7 +17,7 @@
 
 use serde_json::{json, Value};
 use themis_proto::wire::admin_request::Action;
-use themis_proto::wire::{self, AdminResponse, ErrorCode};
+use themis_proto::wire::{self, AdminResponse, AuthMethod, ErrorCode};
 use themis_proto::ErrorExt;
 use themis_storage::{ApiKeyRecord, UserRecord};
 
@@ -25,8 +25,8 @@ use super::{ok, superuser};
 use crate::audit::AuditEvent;
 use crate::auth::roles::ALL_DATABASES;
 use crate::auth::{apikey, Permission, Role, Roles};
-use crate::handlers::{authorize, storage_error, write, ConnState};
-use crate::session::{hash_password, now_ms, Session};
+use crate::handlers::{authorize, denied, storage_error, write, ConnState};
+use crate::session::{hash_password, now_ms, verify_password, Session};
 use crate::Shared;
 
 /// bcrypt uses at most this many bytes of a password.
@@ -49,7 +49,10 @@ pub(super) async fn handle(
         Action::ListUsers(_) => ctx.list_users(),
         Action::CreateUser(a) => ctx.create_user(a).await,
         Action::DropUser(a) => ctx.drop_user(&a.name).await,
-        Action::SetPassword(a) => ctx.set_password(&a.name, &a.password).await,
+        Action::SetPassword(a) => {
+            ctx.set_password(&a.name, &a.password, &a.old_password)
+                .await
+        }
         Action::GrantRole(a) => {
             let role = Role::parse(&a.role).map_err(invalid)?;
             ctx.change_role(&a.username, &a.database, Some(role)).await
@@ -167,6 +170,25 @@ impl Ctx<'_> {
             .map_err(storage_error)
     }
 
+    /// Gives `username`'s live sessions their new roles. When the change takes
+    /// anything away, the sessions end instead: what they opened under the old roles
+    /// (cursors, transactions, subscriptions) must not outlive them. Clients log in
+    /// again and get the new roles.
+    fn apply_roles(&self, username: &str, before: &Roles, after: &Roles) {
+        if before.weakened_by(after) {
+            let ended = self
+                .shared
+                .sessions
+                .revoke_where(|s| s.username == username);
+            self.audit(
+                "sessions_revoked",
+                format!("user {username}: {ended} sessions ended by a role reduction"),
+            );
+        } else {
+            self.shared.sessions.update_roles(username, after);
+        }
+    }
+
     fn list_users(&self) -> Outcome {
         let users = self.shared.store.list_users().map_err(storage_error)?;
         let all = self.is_superuser();
@@ -249,7 +271,7 @@ impl Ctx<'_> {
         Ok(ok(&json!({ "dropped": name })))
     }
 
-    async fn set_password(&self, name: &str, password: &str) -> Outcome {
+    async fn set_password(&self, name: &str, password: &str, old_password: &str) -> Outcome {
         let name = if name.is_empty() {
             self.session.username.as_str()
         } else {
@@ -257,6 +279,26 @@ impl Ctx<'_> {
         };
         self.own_or_superuser(name, "set_password")?;
         check_password(password)?;
+        if name == self.session.username {
+            // A session (or a stolen API key or token) alone does not make one the
+            // owner of the account: changing one's own password takes the current one.
+            let cost = self.shared.config.server.bcrypt_cost;
+            let matches = verify_password(&self.shared.store, name, old_password, cost)
+                .await
+                .map_err(|e| wire::Error::new(ErrorCode::ErrInternal, e))?;
+            if matches.is_none() {
+                let _ = denied(
+                    self.shared,
+                    self.session,
+                    self.conn,
+                    format!("set_password of user {name}: old_password does not match"),
+                );
+                return Err(wire::Error::new(
+                    ErrorCode::ErrPermissionDenied,
+                    "old_password does not match: changing your own password takes the current one",
+                ));
+            }
+        }
         let mut user = self.user(name)?;
         user.password_hash = hash_password(password, self.shared.config.server.bcrypt_cost)
             .await
@@ -337,10 +379,11 @@ impl Ctx<'_> {
                 roles.databases.remove(database);
             }
         }
+        let before = Roles::from_value(&user.roles);
         user.roles = roles.to_value();
         let shown = user_json(&user);
         self.store_user(user).await?;
-        self.shared.sessions.update_roles(username, &roles);
+        self.apply_roles(username, &before, &roles);
         let detail = match role {
             Some(role) => format!("user {username} granted {role} on {database}"),
             None => format!("user {username} role on {database} revoked"),
@@ -363,12 +406,13 @@ impl Ctx<'_> {
             ));
         }
         let mut user = self.user(username)?;
-        let mut roles = Roles::from_value(&user.roles);
+        let before = Roles::from_value(&user.roles);
+        let mut roles = before.clone();
         roles.superuser = on;
         user.roles = roles.to_value();
         let shown = user_json(&user);
         self.store_user(user).await?;
-        self.shared.sessions.update_roles(username, &roles);
+        self.apply_roles(username, &before, &roles);
         self.audit(
             "superuser_changed",
             format!("user {username} superuser = {on}"),
@@ -383,6 +427,18 @@ impl Ctx<'_> {
             a.username.clone()
         };
         self.own_or_superuser(&username, "create_api_key")?;
+        if username == self.session.username
+            && matches!(self.session.method, AuthMethod::ApiKey | AuthMethod::Jwt)
+        {
+            // Else a stolen key or token could mint itself a key that outlives it.
+            return Err(wire::Error::new(
+                ErrorCode::ErrPermissionDenied,
+                format!(
+                    "a session opened with {} cannot create API keys for its own user: log in with a password or a client certificate to create one",
+                    self.session.method.as_str_name()
+                ),
+            ));
+        }
         self.user(&username)?;
         let now = now_ms();
         let expires = (a.expires_in_ms > 0).then(|| now.saturating_add(a.expires_in_ms));
@@ -488,6 +544,8 @@ impl Ctx<'_> {
             user.roles = roles.to_value();
             let name = user.name.clone();
             self.store_user(user).await?;
+            // The database is gone, so nothing opened on it survives: no need to end
+            // the sessions.
             self.shared.sessions.update_roles(&name, &roles);
         }
         Ok(())
