@@ -68,6 +68,7 @@ pub(crate) async fn dispatch(
 ) -> Bytes {
     let codec = &shared.codec;
     let op = request.opcode();
+    let check = |database: &str, permission| authorize(shared, session, conn, database, permission);
     let tx_db = |database: &str, tx: &str| -> String {
         conn.transactions
             .database_of(tx)
@@ -79,13 +80,7 @@ pub(crate) async fn dispatch(
             op,
             request_id,
             &checked!(
-                authorize(
-                    shared,
-                    session,
-                    conn,
-                    &tx_db(&r.database, &r.transaction_id),
-                    Permission::Write
-                ),
+                check(&tx_db(&r.database, &r.transaction_id), Permission::Write),
                 documents::create(shared, session, conn, r).await
             ),
         ),
@@ -94,13 +89,7 @@ pub(crate) async fn dispatch(
             op,
             request_id,
             &checked!(
-                authorize(
-                    shared,
-                    session,
-                    conn,
-                    &tx_db(&r.database, &r.transaction_id),
-                    Permission::Read
-                ),
+                check(&tx_db(&r.database, &r.transaction_id), Permission::Read),
                 documents::read(shared, session, conn, r).await
             ),
         ),
@@ -109,13 +98,7 @@ pub(crate) async fn dispatch(
             op,
             request_id,
             &checked!(
-                authorize(
-                    shared,
-                    session,
-                    conn,
-                    &tx_db(&r.database, &r.transaction_id),
-                    Permission::Write
-                ),
+                check(&tx_db(&r.database, &r.transaction_id), Permission::Write),
                 documents::update(shared, session, conn, r).await
             ),
         ),
@@ -124,13 +107,7 @@ pub(crate) async fn dispatch(
             op,
             request_id,
             &checked!(
-                authorize(
-                    shared,
-                    session,
-                    conn,
-                    &tx_db(&r.database, &r.transaction_id),
-                    Permission::Write
-                ),
+                check(&tx_db(&r.database, &r.transaction_id), Permission::Write),
                 documents::delete(shared, session, conn, r).await
             ),
         ),
@@ -148,13 +125,7 @@ pub(crate) async fn dispatch(
             op,
             request_id,
             &checked!(
-                authorize(
-                    shared,
-                    session,
-                    conn,
-                    &tx_db(&r.database, &r.transaction_id),
-                    Permission::Read
-                ),
+                check(&tx_db(&r.database, &r.transaction_id), Permission::Read),
                 query::query(shared, session, conn, r).await
             ),
         ),
@@ -178,13 +149,7 @@ pub(crate) async fn dispatch(
             op,
             request_id,
             &checked!(
-                authorize(
-                    shared,
-                    session,
-                    conn,
-                    database_of(&r.database, session),
-                    Permission::Read
-                ),
+                check(database_of(&r.database, session), Permission::Read),
                 transactions::begin(shared, session, conn, r).await
             ),
         ),
@@ -206,13 +171,7 @@ pub(crate) async fn dispatch(
             op,
             request_id,
             &checked!(
-                authorize(
-                    shared,
-                    session,
-                    conn,
-                    database_of(&r.database, session),
-                    Permission::Read
-                ),
+                check(database_of(&r.database, session), Permission::Read),
                 subscriptions::subscribe(shared, session, &conn.subscriptions, request_id, r)
             ),
         ),
