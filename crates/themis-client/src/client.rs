@@ -78,8 +78,9 @@ impl Client {
         Self::connect_with(addr_or_url, ClientOptions::default()).await
     }
 
-    /// Like [`Client::connect`], with options. Credentials and database in a URL
-    /// replace those in `options`.
+    /// Like [`Client::connect`], with options. Credentials, database and query
+    /// parameters (TLS, timeouts: see [`UrlParams`](crate::UrlParams)) in a URL replace
+    /// those in `options`.
     pub async fn connect_with(addr_or_url: &str, options: ClientOptions) -> Result<Self> {
         let target = ConnectTarget::parse(addr_or_url)?;
         let options = target.apply_to(options);

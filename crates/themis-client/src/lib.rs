@@ -237,8 +237,10 @@
 //!
 //! # Code map
 //!
-//! * [`options`]: addresses (`host:port`, `themis://` URLs), [`ClientOptions`] and
-//!   [`Auth`].
+//! * [`options`]: addresses (`host:port`, `themis://` URLs with TLS and timeout
+//!   settings in the query string, [`UrlParams`]), [`ClientOptions`] and [`Auth`].
+//! * `tls`: the rustls connector — the configured CA file or the system's roots
+//!   (`rustls-native-certs`), and the mTLS client certificate.
 //! * `connection`: the multiplexed connection — reader and writer tasks, the table of
 //!   pending requests (one-shot answers and bounded streams of frames), timeouts,
 //!   GOAWAY and EOF handling.
@@ -288,7 +290,9 @@ pub use collection::{
     Collection, DeleteOptions, DeleteResult, DocumentMeta, UpdateMode, UpdateOptions,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use options::{Auth, ClientOptions, ConnectTarget, TlsOptions, DEFAULT_DATABASE, DEFAULT_PORT};
+pub use options::{
+    Auth, ClientOptions, ConnectTarget, TlsOptions, UrlParams, DEFAULT_DATABASE, DEFAULT_PORT,
+};
 pub use query::{Query, QueryStats, QueryStream};
 pub use retry::RetryPolicy;
 pub use subscription::{

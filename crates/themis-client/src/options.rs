@@ -7,7 +7,14 @@
 //!   come from [`ClientOptions`];
 //! * `themis://user:pass@host:port/db` — every part after the host optional; user and
 //!   password are percent-decoded (`p%40ss` is `p@ss`), the port defaults to 8766 and
-//!   the database to the connection's default (`_system`).
+//!   the database to the connection's default (`_system`);
+//! * `themis://user:pass@host:port/db?name=value&...` — plus connection settings
+//!   ([`UrlParams`]), each at most once, names case-sensitive, values percent-decoded:
+//!   `enable_ssl`, `ssl_ca_cert_path`, `ssl_cert_path`, `ssl_key_path`, `enable_mtls`,
+//!   `ssl_server_name`, `connect_timeout`, `request_timeout`. Any other name is an
+//!   error; API keys, tokens and passwords are never accepted there.
+//!
+//! What the URL says (credentials, database, settings) wins over [`ClientOptions`].
 //!
 //! How the client proves who it is is [`Auth`] (password, API key, JWT, or the TLS
 //! client certificate).
@@ -16,6 +23,7 @@
 //! an API key or a token.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -84,12 +92,24 @@ pub struct ClientOptions {
 }
 
 /// TLS settings of a connection (seed 000's `enable_ssl`, `ssl_ca_cert_path`,
-/// `ssl_cert_path`, `ssl_key_path`).
+/// `ssl_cert_path`, `ssl_key_path`; a URL can set them too, see [`UrlParams`]).
+///
+/// ```
+/// use themis_client::{ClientOptions, TlsOptions};
+///
+/// // Trust the operating system's roots (SSL_CERT_FILE / SSL_CERT_DIR honoured):
+/// let system = ClientOptions { tls: Some(TlsOptions::default()), ..ClientOptions::default() };
+/// // Trust only a private CA:
+/// let private = TlsOptions { ca_cert_path: Some("certs/ca.pem".into()), ..TlsOptions::default() };
+/// # let _ = (system, private);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     /// PEM file with the CA certificate(s) the server's certificate must chain to
-    /// (`themisdb cert ca` makes a development CA).
-    pub ca_cert_path: std::path::PathBuf,
+    /// (`themisdb cert ca` makes a development CA). `None`: the operating system's
+    /// trusted roots (loaded with `rustls-native-certs`; `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` replace them when set); connecting fails if none can be loaded.
+    pub ca_cert_path: Option<PathBuf>,
     /// PEM client certificate, for servers that require mTLS.
     pub client_cert_path: Option<std::path::PathBuf>,
     /// PEM private key of the client certificate.
@@ -211,6 +231,248 @@ pub struct ConnectTarget {
     pub password: Option<String>,
     /// From the URL's path, percent-decoded.
     pub database: Option<String>,
+    /// From the URL's query string (`?enable_ssl=true&...`).
+    pub params: UrlParams,
+}
+
+/// Connection settings from a `themis://` URL's query string (seed 000's names).
+/// Each is `None` when the URL does not give it; what is given wins over
+/// [`ClientOptions`] (see [`UrlParams::apply_to`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use themis_client::{ClientOptions, ConnectTarget};
+///
+/// let target = ConnectTarget::parse(
+///     "themis://root@db.local/?ssl_ca_cert_path=%2Fetc%2Fthemis%2Fca.pem&request_timeout=5s",
+/// )?;
+/// let options = target.params.apply_to(ClientOptions::default());
+/// let tls = options.tls.unwrap();
+/// assert_eq!(tls.ca_cert_path.as_deref(), Some("/etc/themis/ca.pem".as_ref()));
+/// assert_eq!(options.request_timeout, Duration::from_secs(5));
+/// # Ok::<(), themis_client::Error>(())
+/// ```
+///
+/// Invariant (checked by [`ConnectTarget::parse`]): `enable_ssl=false` comes with no
+/// other TLS setting; `ssl_cert_path` and `ssl_key_path` come together;
+/// `enable_mtls=true` comes with both; the timeouts are not zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlParams {
+    /// `enable_ssl` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`).
+    pub enable_ssl: Option<bool>,
+    /// `ssl_ca_cert_path`: the CA file the server's certificate must chain to. Implies
+    /// TLS.
+    pub ssl_ca_cert_path: Option<PathBuf>,
+    /// `ssl_cert_path`: the client certificate for mTLS. Implies TLS.
+    pub ssl_cert_path: Option<PathBuf>,
+    /// `ssl_key_path`: the client certificate's private key. Implies TLS.
+    pub ssl_key_path: Option<PathBuf>,
+    /// `enable_mtls`: `true` needs `ssl_cert_path` and `ssl_key_path`; `false` drops a
+    /// client certificate set in [`ClientOptions`].
+    pub enable_mtls: Option<bool>,
+    /// `ssl_server_name`: the name the server's certificate must carry. Implies TLS.
+    pub ssl_server_name: Option<String>,
+    /// `connect_timeout` (`5s`, `250ms`, `2m`, or plain seconds `10`).
+    pub connect_timeout: Option<Duration>,
+    /// `request_timeout` (same forms as `connect_timeout`).
+    pub request_timeout: Option<Duration>,
+}
+
+/// The query parameter names a `themis://` URL accepts.
+const URL_PARAMS: &[&str] = &[
+    "enable_ssl",
+    "ssl_ca_cert_path",
+    "ssl_cert_path",
+    "ssl_key_path",
+    "enable_mtls",
+    "ssl_server_name",
+    "connect_timeout",
+    "request_timeout",
+];
+
+impl UrlParams {
+    /// Whether the URL gives no setting at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether these settings turn TLS on (`enable_ssl=true` or any `ssl_*` path or
+    /// name); `enable_ssl=false` turns it off, nothing leaves it as the options say.
+    fn tls_wanted(&self) -> Option<bool> {
+        if self.enable_ssl == Some(false) {
+            return Some(false);
+        }
+        let implied = self.ssl_ca_cert_path.is_some()
+            || self.ssl_cert_path.is_some()
+            || self.ssl_key_path.is_some()
+            || self.ssl_server_name.is_some()
+            || self.enable_mtls.is_some();
+        (self.enable_ssl == Some(true) || implied).then_some(true)
+    }
+
+    /// `options` with these settings put over them (the URL wins). TLS settings are
+    /// merged into `options.tls` when it is set, so a URL can add `ssl_server_name` to
+    /// a CA given in the options.
+    pub fn apply_to(&self, mut options: ClientOptions) -> ClientOptions {
+        match self.tls_wanted() {
+            Some(false) => options.tls = None,
+            Some(true) => {
+                let mut tls = options.tls.take().unwrap_or_default();
+                if let Some(ca) = &self.ssl_ca_cert_path {
+                    tls.ca_cert_path = Some(ca.clone());
+                }
+                if self.enable_mtls == Some(false) {
+                    tls.client_cert_path = None;
+                    tls.client_key_path = None;
+                }
+                if let Some(cert) = &self.ssl_cert_path {
+                    tls.client_cert_path = Some(cert.clone());
+                }
+                if let Some(key) = &self.ssl_key_path {
+                    tls.client_key_path = Some(key.clone());
+                }
+                if let Some(name) = &self.ssl_server_name {
+                    tls.server_name = Some(name.clone());
+                }
+                options.tls = Some(tls);
+            }
+            None => {}
+        }
+        if let Some(t) = self.connect_timeout {
+            options.connect_timeout = t;
+        }
+        if let Some(t) = self.request_timeout {
+            options.request_timeout = t;
+        }
+        options
+    }
+
+    /// Parses a raw query string (`a=1&b=2`, without the `?`).
+    fn parse(query: &str) -> std::result::Result<Self, String> {
+        let mut params = Self::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode(raw_name).map_err(|e| format!("query parameter: {e}"))?;
+            let Some(&known) = URL_PARAMS.iter().find(|n| **n == name) else {
+                // The value is not shown: it might be a secret put in the wrong place.
+                return Err(format!(
+                    "unknown query parameter {name:?}; accepted: {} (credentials go in \
+                     user:password@ or ClientOptions, never in the query)",
+                    URL_PARAMS.join(", ")
+                ));
+            };
+            if seen.contains(&known) {
+                return Err(format!("query parameter {known} is given more than once"));
+            }
+            seen.push(known);
+            let value = percent_decode(raw_value).map_err(|e| format!("{known}: {e}"))?;
+            if value.is_empty() {
+                return Err(format!(
+                    "query parameter {known} needs a value: {known}=..."
+                ));
+            }
+            let path = || Some(PathBuf::from(&value));
+            match known {
+                "enable_ssl" => params.enable_ssl = Some(parse_bool(known, &value)?),
+                "enable_mtls" => params.enable_mtls = Some(parse_bool(known, &value)?),
+                "ssl_ca_cert_path" => params.ssl_ca_cert_path = path(),
+                "ssl_cert_path" => params.ssl_cert_path = path(),
+                "ssl_key_path" => params.ssl_key_path = path(),
+                "ssl_server_name" => params.ssl_server_name = Some(value.clone()),
+                "connect_timeout" => params.connect_timeout = Some(parse_duration(known, &value)?),
+                "request_timeout" => params.request_timeout = Some(parse_duration(known, &value)?),
+                _ => unreachable!("every name in URL_PARAMS is handled"),
+            }
+        }
+        params.check()?;
+        Ok(params)
+    }
+
+    /// The combinations that contradict each other.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.enable_ssl == Some(false) {
+            let others: Vec<&str> = [
+                ("ssl_ca_cert_path", self.ssl_ca_cert_path.is_some()),
+                ("ssl_cert_path", self.ssl_cert_path.is_some()),
+                ("ssl_key_path", self.ssl_key_path.is_some()),
+                ("enable_mtls", self.enable_mtls.is_some()),
+                ("ssl_server_name", self.ssl_server_name.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, given)| given.then_some(name))
+            .collect();
+            if !others.is_empty() {
+                return Err(format!(
+                    "enable_ssl=false contradicts {}; drop one or the other",
+                    others.join(", ")
+                ));
+            }
+        }
+        match (&self.ssl_cert_path, &self.ssl_key_path) {
+            (Some(_), None) => {
+                return Err(
+                    "ssl_cert_path needs ssl_key_path (the client certificate's \
+                            private key) for mTLS"
+                        .to_owned(),
+                )
+            }
+            (None, Some(_)) => {
+                return Err("ssl_key_path needs ssl_cert_path (the client certificate) \
+                            for mTLS"
+                    .to_owned())
+            }
+            _ => {}
+        }
+        match (self.enable_mtls, self.ssl_cert_path.is_some()) {
+            (Some(true), false) => Err("enable_mtls=true needs ssl_cert_path and \
+                                        ssl_key_path (the client certificate and its key)"
+                .to_owned()),
+            (Some(false), true) => Err("enable_mtls=false contradicts ssl_cert_path and \
+                                        ssl_key_path; drop one or the other"
+                .to_owned()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_bool(name: &str, value: &str) -> std::result::Result<bool, String> {
+    match value {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{name}={value:?} is not a boolean; use true/false, 1/0, yes/no or on/off"
+        )),
+    }
+}
+
+/// `250ms`, `5s`, `2m`, `1h`, or plain seconds (`10`); zero is refused.
+fn parse_duration(name: &str, value: &str) -> std::result::Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{name}={value:?} is not a duration; write e.g. 5s, 250ms, 2m or plain seconds (10)"
+        )
+    };
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let duration = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => return Err(bad()),
+    }
+    .ok_or_else(bad)?;
+    if duration.is_zero() {
+        return Err(format!("{name} must be more than zero, got {value:?}"));
+    }
+    Ok(duration)
 }
 
 impl fmt::Debug for ConnectTarget {
@@ -221,6 +483,7 @@ impl fmt::Debug for ConnectTarget {
             .field("username", &self.username)
             .field("password", &self.password.as_deref().map(redacted))
             .field("database", &self.database)
+            .field("params", &self.params)
             .finish()
     }
 }
@@ -234,10 +497,11 @@ fn redacted(password: &str) -> &'static str {
 }
 
 impl ConnectTarget {
-    /// Parses `host:port`, `host`, or `themis://user:pass@host:port/db`.
+    /// Parses `host:port`, `host`, or `themis://user:pass@host:port/db?name=value`
+    /// (see the [module docs](self) for the accepted query parameters).
     pub fn parse(input: &str) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidUrl {
-            input: input.to_owned(),
+            input: redact_input(input),
             reason: reason.to_owned(),
         };
         let trimmed = input.trim();
@@ -297,6 +561,7 @@ impl ConnectTarget {
             username: None,
             password: None,
             database: None,
+            params: UrlParams::default(),
         })
     }
 
@@ -312,12 +577,10 @@ impl ConnectTarget {
             Some(h) if !h.is_empty() => h.to_owned(),
             _ => return Err("the host is missing".to_owned()),
         };
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(
-                "query parameters and fragments are not supported; set them in ClientOptions"
-                    .to_owned(),
-            );
+        if url.fragment().is_some() {
+            return Err("fragments (#...) are not supported".to_owned());
         }
+        let params = UrlParams::parse(url.query().unwrap_or_default())?;
         let username = match url.username() {
             "" => None,
             u => Some(percent_decode(u).map_err(|e| format!("user: {e}"))?),
@@ -342,12 +605,15 @@ impl ConnectTarget {
             username,
             password,
             database,
+            params,
         })
     }
 
-    /// Options with this target's credentials and database put over `options`
-    /// (what the URL says wins over what the options say).
-    pub(crate) fn apply_to(&self, mut options: ClientOptions) -> ClientOptions {
+    /// Options with this target's credentials, database and query settings
+    /// ([`UrlParams::apply_to`]) put over `options` (what the URL says wins over what
+    /// the options say).
+    pub(crate) fn apply_to(&self, options: ClientOptions) -> ClientOptions {
+        let mut options = self.params.apply_to(options);
         if let Some(u) = &self.username {
             options.username = u.clone();
         }
@@ -359,6 +625,54 @@ impl ConnectTarget {
         }
         options
     }
+}
+
+/// `input` as an error may show it: the URL's password and the values of unknown
+/// query parameters (a secret put in the wrong place) become `<redacted>`.
+fn redact_input(input: &str) -> String {
+    let Some((scheme, rest)) = input.split_once("://") else {
+        return input.to_owned();
+    };
+    let (before_fragment, fragment) = match rest.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (rest, None),
+    };
+    let (before_query, query) = match before_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (before_fragment, None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, pass)) if !pass.is_empty() => format!("{user}:<redacted>@{host}"),
+            _ => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value))
+                    if !value.is_empty()
+                        && !URL_PARAMS
+                            .contains(&percent_decode(name).unwrap_or_default().as_str()) =>
+                {
+                    format!("{name}=<redacted>")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 fn parse_port(p: &str) -> std::result::Result<u16, String> {
@@ -401,6 +715,7 @@ mod tests {
             username: None,
             password: None,
             database: None,
+            params: UrlParams::default(),
         }
     }
 
@@ -479,7 +794,8 @@ mod tests {
             ("themis://", "host"),
             ("themis://h:99999", "valid URL"),
             ("themis://h/a/b", "one database"),
-            ("themis://h/db?tls=1", "query"),
+            ("themis://h/db?tls=1", "unknown query parameter \"tls\""),
+            ("themis://h/db#frag", "fragment"),
             ("themis://u:%zz@h", "percent"),
             ("themis://u:%C3@h", "UTF-8"),
             ("h:0", "port"),
@@ -576,5 +892,328 @@ mod tests {
         assert_eq!(Auth::Certificate.method(), AuthMethod::Certificate);
         assert_eq!(Auth::ApiKey("k".into()).method_name(), "API_KEY");
         assert_eq!(Auth::Password.method_name(), "USERNAME_PASSWORD");
+    }
+
+    fn params(query: &str) -> UrlParams {
+        ConnectTarget::parse(&format!("themis://u:pw@h:1/db?{query}"))
+            .unwrap_or_else(|e| panic!("{query:?}: {e}"))
+            .params
+    }
+
+    fn param_error(query: &str) -> String {
+        match ConnectTarget::parse(&format!("themis://u:pw@h:1/db?{query}")) {
+            Err(e @ Error::InvalidUrl { .. }) => e.to_string(),
+            other => panic!("{query:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_query_or_empty_query_means_no_params() {
+        for url in [
+            "themis://h",
+            "themis://h/db",
+            "themis://h/db?",
+            "themis://h/?&",
+        ] {
+            let t = ConnectTarget::parse(url).unwrap();
+            assert!(t.params.is_empty(), "{url}: {:?}", t.params);
+        }
+        let t = ConnectTarget::parse("themis://u:p@h:2/d?enable_ssl=1").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.database.as_deref()),
+            ("h", 2, Some("d"))
+        );
+        assert_eq!(t.params.enable_ssl, Some(true));
+    }
+
+    #[test]
+    fn enable_ssl_values() {
+        for v in ["true", "1", "yes", "on"] {
+            assert_eq!(
+                params(&format!("enable_ssl={v}")).enable_ssl,
+                Some(true),
+                "{v}"
+            );
+        }
+        for v in ["false", "0", "no", "off"] {
+            assert_eq!(
+                params(&format!("enable_ssl={v}")).enable_ssl,
+                Some(false),
+                "{v}"
+            );
+        }
+        for v in ["TRUE", "2", "y", "enabled"] {
+            let e = param_error(&format!("enable_ssl={v}"));
+            assert!(
+                e.contains("enable_ssl") && e.contains("not a boolean"),
+                "{e}"
+            );
+        }
+        let e = param_error("enable_ssl=");
+        assert!(e.contains("enable_ssl needs a value"), "{e}");
+        let e = param_error("enable_ssl");
+        assert!(e.contains("enable_ssl needs a value"), "{e}");
+    }
+
+    #[test]
+    fn tls_paths_are_percent_decoded() {
+        let p = params(
+            "ssl_ca_cert_path=%2Fetc%2Fthemis%20certs%2Fca.pem\
+             &ssl_cert_path=/home/j%C3%BCrgen/client+1.pem&ssl_key_path=C%3A%5Ckey.pem",
+        );
+        assert_eq!(
+            p.ssl_ca_cert_path,
+            Some(PathBuf::from("/etc/themis certs/ca.pem"))
+        );
+        // '+' stays a '+': paths are percent-decoded, not form-decoded.
+        assert_eq!(
+            p.ssl_cert_path,
+            Some(PathBuf::from("/home/jürgen/client+1.pem"))
+        );
+        assert_eq!(p.ssl_key_path, Some(PathBuf::from("C:\\key.pem")));
+        let e = param_error("ssl_ca_cert_path=%zz");
+        assert!(
+            e.contains("ssl_ca_cert_path") && e.contains("percent"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mtls_needs_cert_and_key_together() {
+        let p = params("ssl_cert_path=c.pem&ssl_key_path=k.pem&enable_mtls=true");
+        assert_eq!(p.enable_mtls, Some(true));
+        let e = param_error("ssl_cert_path=c.pem");
+        assert!(e.contains("ssl_cert_path needs ssl_key_path"), "{e}");
+        let e = param_error("ssl_key_path=k.pem");
+        assert!(e.contains("ssl_key_path needs ssl_cert_path"), "{e}");
+        let e = param_error("enable_mtls=true");
+        assert!(e.contains("enable_mtls=true needs ssl_cert_path"), "{e}");
+        let e = param_error("enable_mtls=yes&ssl_cert_path=c.pem");
+        assert!(e.contains("ssl_cert_path needs ssl_key_path"), "{e}");
+        let e = param_error("enable_mtls=false&ssl_cert_path=c.pem&ssl_key_path=k.pem");
+        assert!(e.contains("enable_mtls=false contradicts"), "{e}");
+        assert_eq!(params("enable_mtls=off").enable_mtls, Some(false));
+        let e = param_error("enable_mtls=maybe");
+        assert!(e.contains("not a boolean"), "{e}");
+    }
+
+    #[test]
+    fn enable_ssl_false_with_tls_settings_is_refused() {
+        for other in [
+            "ssl_ca_cert_path=ca.pem",
+            "ssl_cert_path=c.pem&ssl_key_path=k.pem",
+            "ssl_server_name=db",
+            "enable_mtls=false",
+        ] {
+            let e = param_error(&format!("enable_ssl=false&{other}"));
+            assert!(e.contains("enable_ssl=false contradicts"), "{other}: {e}");
+        }
+        // Timeouts do not contradict plain TCP.
+        let p = params("enable_ssl=false&connect_timeout=1s");
+        assert_eq!(p.connect_timeout, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn server_name() {
+        let p = params("ssl_server_name=db.internal");
+        assert_eq!(p.ssl_server_name.as_deref(), Some("db.internal"));
+        let p = params("ssl_server_name=%5B%3A%3A1%5D");
+        assert_eq!(p.ssl_server_name.as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn timeouts() {
+        let cases = [
+            ("5s", Duration::from_secs(5)),
+            ("250ms", Duration::from_millis(250)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("10", Duration::from_secs(10)),
+        ];
+        for (v, want) in cases {
+            let p = params(&format!("connect_timeout={v}&request_timeout={v}"));
+            assert_eq!(p.connect_timeout, Some(want), "{v}");
+            assert_eq!(p.request_timeout, Some(want), "{v}");
+        }
+        for v in ["0", "0s", "0ms", "0m"] {
+            let e = param_error(&format!("request_timeout={v}"));
+            assert!(
+                e.contains("request_timeout must be more than zero"),
+                "{v}: {e}"
+            );
+        }
+        for v in [
+            "5 s",
+            "-1",
+            "1.5s",
+            "s",
+            "5sec",
+            "1d",
+            "99999999999999999999",
+            "ms5",
+        ] {
+            let e = param_error(&format!("connect_timeout={v}"));
+            assert!(
+                e.contains("connect_timeout=") && e.contains("not a duration"),
+                "{v}: {e}"
+            );
+        }
+        let e = param_error("connect_timeout=999999999999999999h");
+        assert!(e.contains("not a duration"), "{e}");
+    }
+
+    #[test]
+    fn unknown_names_are_refused_and_listed() {
+        for name in [
+            "min_connections_per_target",
+            "max_connections_per_target",
+            "api_key",
+            "password",
+            "Enable_SSL",
+            "ENABLE_SSL",
+            "tls",
+        ] {
+            let e = param_error(&format!("{name}=1"));
+            assert!(
+                e.contains(&format!("unknown query parameter {name:?}")),
+                "{name}: {e}"
+            );
+            for accepted in URL_PARAMS {
+                assert!(e.contains(accepted), "{name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_do_not_echo_secrets() {
+        let e = param_error("api_key=themis_0123456789ab_secretsecret&enable_ssl=1");
+        assert!(!e.contains("secretsecret"), "{e}");
+        assert!(
+            e.contains("api_key=<redacted>") && e.contains("enable_ssl=1"),
+            "{e}"
+        );
+        // The URL's password is not shown either.
+        assert!(!e.contains(":pw@"), "{e}");
+        let e = ConnectTarget::parse("themis://u:hunter2@h/db?x=1#f")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert_eq!(
+            redact_input("themis://u:hunter2@h:1/db?enable_ssl=1&k=v&flag#frag"),
+            "themis://u:<redacted>@h:1/db?enable_ssl=1&k=<redacted>&flag#frag"
+        );
+        assert_eq!(redact_input("h:1"), "h:1");
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        for query in [
+            "enable_ssl=1&enable_ssl=1",
+            "ssl_ca_cert_path=a&ssl_ca_cert_path=b",
+            "connect_timeout=1s&request_timeout=1s&connect_timeout=2s",
+            // An encoded name is the same name.
+            "enable_ssl=1&enable%5Fssl=1",
+        ] {
+            let e = param_error(query);
+            assert!(e.contains("more than once"), "{query}: {e}");
+        }
+    }
+
+    #[test]
+    fn apply_to_sets_tls_and_timeouts() {
+        let base = ClientOptions::default();
+
+        let o = ConnectTarget::parse("themis://h/?enable_ssl=true")
+            .unwrap()
+            .apply_to(base.clone());
+        assert_eq!(o.tls, Some(TlsOptions::default()), "system roots");
+
+        let o = ConnectTarget::parse(
+            "themis://h/?ssl_ca_cert_path=%2Fca.pem&ssl_cert_path=%2Fc.pem\
+             &ssl_key_path=%2Fk.pem&enable_mtls=1&ssl_server_name=db.internal\
+             &connect_timeout=250ms&request_timeout=2m",
+        )
+        .unwrap()
+        .apply_to(base.clone());
+        assert_eq!(
+            o.tls,
+            Some(TlsOptions {
+                ca_cert_path: Some("/ca.pem".into()),
+                client_cert_path: Some("/c.pem".into()),
+                client_key_path: Some("/k.pem".into()),
+                server_name: Some("db.internal".into()),
+            })
+        );
+        assert_eq!(o.connect_timeout, Duration::from_millis(250));
+        assert_eq!(o.request_timeout, Duration::from_secs(120));
+
+        // Any TLS path or name alone turns TLS on.
+        let o = ConnectTarget::parse("themis://h/?ssl_server_name=x")
+            .unwrap()
+            .apply_to(base.clone());
+        assert_eq!(o.tls.unwrap().server_name.as_deref(), Some("x"));
+
+        // No query: the options stay as they are.
+        let o = ConnectTarget::parse("themis://h/").unwrap().apply_to(base);
+        assert_eq!(o.tls, None);
+        assert_eq!(o.connect_timeout, Duration::from_secs(10));
+        assert_eq!(o.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn url_params_win_over_options() {
+        let base = ClientOptions {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(4),
+            tls: Some(TlsOptions {
+                ca_cert_path: Some("/opt-ca.pem".into()),
+                client_cert_path: Some("/opt-c.pem".into()),
+                client_key_path: Some("/opt-k.pem".into()),
+                server_name: Some("opt-name".into()),
+            }),
+            ..ClientOptions::default()
+        };
+        // Merged: the URL's settings replace, the rest of the options' TLS stays.
+        let o = ConnectTarget::parse("themis://h/?ssl_ca_cert_path=/url-ca.pem&request_timeout=9")
+            .unwrap()
+            .apply_to(base.clone());
+        let tls = o.tls.unwrap();
+        assert_eq!(tls.ca_cert_path, Some("/url-ca.pem".into()));
+        assert_eq!(tls.client_cert_path, Some("/opt-c.pem".into()));
+        assert_eq!(tls.server_name.as_deref(), Some("opt-name"));
+        assert_eq!(o.connect_timeout, Duration::from_secs(3));
+        assert_eq!(o.request_timeout, Duration::from_secs(9));
+
+        // enable_ssl=true keeps the options' TLS settings.
+        let o = ConnectTarget::parse("themis://h/?enable_ssl=on")
+            .unwrap()
+            .apply_to(base.clone());
+        assert_eq!(o.tls, base.tls);
+
+        // enable_mtls=false drops the options' client certificate.
+        let o = ConnectTarget::parse("themis://h/?enable_mtls=false")
+            .unwrap()
+            .apply_to(base.clone());
+        let tls = o.tls.unwrap();
+        assert_eq!((tls.client_cert_path, tls.client_key_path), (None, None));
+        assert_eq!(tls.ca_cert_path, Some("/opt-ca.pem".into()));
+
+        // enable_ssl=false turns TLS off.
+        let o = ConnectTarget::parse("themis://h/?enable_ssl=0")
+            .unwrap()
+            .apply_to(base);
+        assert_eq!(o.tls, None);
+    }
+
+    #[test]
+    fn debug_shows_params() {
+        let t =
+            ConnectTarget::parse("themis://u:hunter2@h/?enable_ssl=1&request_timeout=5s").unwrap();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("enable_ssl: Some(true)") && shown.contains("request_timeout: Some(5s)"),
+            "{shown}"
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! TLS for a connection: rustls (aws-lc-rs) with the CA given in [`TlsOptions`], and a
+//! TLS for a connection: rustls (aws-lc-rs) with the CA given in [`TlsOptions`] (or,
+//! when none is given, the operating system's trusted roots, loaded with
+//! `rustls-native-certs`, which honours `SSL_CERT_FILE` / `SSL_CERT_DIR`), and a
 //! client certificate for mTLS when one is configured.
 
 use std::path::Path;
@@ -36,18 +38,48 @@ fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>>
     Ok(certs)
 }
 
-/// The connector for `options`; built per connection attempt, so files replaced on
-/// disk are picked up on the next reconnect.
-fn connector(options: &TlsOptions) -> Result<TlsConnector> {
+/// The roots in the CA file `ca`.
+fn configured_roots(ca: &Path) -> Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates(&options.ca_cert_path, "CA certificate")? {
+    for cert in certificates(ca, "CA certificate")? {
         roots.add(cert).map_err(|e| {
             Error::Tls(format!(
                 "{} cannot serve as a CA certificate: {e}",
-                options.ca_cert_path.display()
+                ca.display()
             ))
         })?;
     }
+    Ok(roots)
+}
+
+/// The operating system's trusted roots (or those in `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` when set). Unusable entries are skipped as long as one root loads.
+fn system_roots() -> Result<rustls::RootCertStore> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _unusable) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        let why = match loaded.errors.first() {
+            Some(e) => format!(" ({e})"),
+            None => String::new(),
+        };
+        return Err(Error::Tls(format!(
+            "no CA certificate is configured and none of the system's trusted root \
+             certificates could be loaded{why}; set ssl_ca_cert_path in the URL (or \
+             TlsOptions::ca_cert_path) to the CA that signed the server's certificate, or \
+             point SSL_CERT_FILE / SSL_CERT_DIR at trusted roots"
+        )));
+    }
+    Ok(roots)
+}
+
+/// The connector for `options`; built per connection attempt, so files replaced on
+/// disk are picked up on the next reconnect.
+fn connector(options: &TlsOptions) -> Result<TlsConnector> {
+    let roots = match &options.ca_cert_path {
+        Some(ca) => configured_roots(ca)?,
+        None => system_roots()?,
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -91,11 +123,16 @@ pub(crate) async fn connect(
     let server_name = ServerName::try_from(name.clone())
         .map_err(|e| Error::Tls(format!("{name:?} is not a valid server name for TLS: {e}")))?;
     connector.connect(server_name, tcp).await.map_err(|e| {
+        let trusted = match &options.ca_cert_path {
+            Some(ca) => ca.display().to_string(),
+            None => "the system's trusted roots (set ssl_ca_cert_path / \
+                     TlsOptions::ca_cert_path to trust another CA)"
+                .to_owned(),
+        };
         Error::Tls(format!(
             "handshake with {host} failed: {e}; check that the server has TLS enabled, that \
-             its certificate chains to {} and names {name:?} (set TlsOptions::server_name \
-             otherwise)",
-            options.ca_cert_path.display()
+             its certificate chains to {trusted} and names {name:?} (set ssl_server_name / \
+             TlsOptions::server_name otherwise)"
         ))
     })
 }

@@ -60,7 +60,8 @@ impl ConnectArgs {
     pub async fn connect(&self) -> Result<Client> {
         let target = self.target()?;
         let addr = target.addr();
-        let options = ClientOptions {
+        // The URL's query settings (TLS, timeouts) apply as in `Client::connect_with`.
+        let options = target.params.apply_to(ClientOptions {
             username: self.user.clone().or(target.username).unwrap_or_default(),
             password: self
                 .password
@@ -70,7 +71,7 @@ impl ConnectArgs {
             database: self.database.clone().or(target.database),
             client_name: format!("themisdb-cli/{}", env!("CARGO_PKG_VERSION")),
             ..ClientOptions::default()
-        };
+        });
         // The client's errors name the address and what to check.
         Ok(Client::connect_with(&addr, options).await?)
     }

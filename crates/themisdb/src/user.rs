@@ -54,7 +54,8 @@ impl Login {
             Some(key) => Auth::ApiKey(key.to_owned()),
             None => Auth::Password,
         };
-        let options = ClientOptions {
+        // The URL's query settings (TLS, timeouts) apply as in `Client::connect_with`.
+        let options = target.params.apply_to(ClientOptions {
             auth,
             username: connect.user.clone().or(target.username).unwrap_or_default(),
             password: connect
@@ -65,7 +66,7 @@ impl Login {
             database: connect.database.clone().or(target.database),
             client_name: format!("themisdb-cli/{}", env!("CARGO_PKG_VERSION")),
             ..ClientOptions::default()
-        };
+        });
         Ok((addr, options))
     }
 

@@ -71,7 +71,7 @@ async fn server(pki: &Pki, mtls: bool) -> TestServer {
 
 fn tls(pki: &Pki, client_cert: bool) -> TlsOptions {
     TlsOptions {
-        ca_cert_path: pki.path("ca.pem"),
+        ca_cert_path: Some(pki.path("ca.pem")),
         client_cert_path: client_cert.then(|| pki.path("client-root.pem")),
         client_key_path: client_cert.then(|| pki.path("client-root-key.pem")),
         server_name: None,
@@ -123,7 +123,7 @@ async fn a_server_certificate_from_another_ca_is_not_trusted() {
     cert(other.path(), &["ca"]);
     let server = server(&pki, false).await;
     let options = TlsOptions {
-        ca_cert_path: other.path().join("ca.pem"),
+        ca_cert_path: Some(other.path().join("ca.pem")),
         ..tls(&pki, false)
     };
     match connect(&server, options).await {
@@ -132,7 +132,7 @@ async fn a_server_certificate_from_another_ca_is_not_trusted() {
     }
     // A missing CA file is named.
     let options = TlsOptions {
-        ca_cert_path: pki.path("missing.pem"),
+        ca_cert_path: Some(pki.path("missing.pem")),
         ..tls(&pki, false)
     };
     match connect(&server, options).await {
