@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use futures::TryStreamExt;
 use serde_json::Value;
-use themis_client::{Client, ClientOptions, ConnectTarget};
+use themis_client::{Auth, Client, ClientOptions, ConnectTarget};
 
 /// Where and as whom to connect: a URL, with flags that override its parts.
 #[derive(Args, Debug, Clone)]
@@ -41,6 +41,14 @@ pub struct ConnectArgs {
     /// Database to use (overrides the URL's; default _system).
     #[arg(long, short = 'd', value_name = "NAME")]
     pub database: Option<String>,
+    /// Log in with this API key instead of a password (or set THEMIS_API_KEY).
+    #[arg(
+        long,
+        env = "THEMIS_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
 }
 
 impl ConnectArgs {
@@ -56,12 +64,20 @@ impl ConnectArgs {
         Ok(target)
     }
 
-    /// Connects and handshakes.
-    pub async fn connect(&self) -> Result<Client> {
+    /// The address and client options these flags describe: the URL's parts
+    /// (credentials, database, TLS and timeout settings), overridden by the flags; an
+    /// API key replaces the password.
+    pub fn options(&self) -> Result<(String, ClientOptions)> {
         let target = self.target()?;
         let addr = target.addr();
+        let auth = match self.api_key.as_deref().map(str::trim) {
+            Some("") => bail!("the API key given with --api-key (or THEMIS_API_KEY) is empty"),
+            Some(key) => Auth::ApiKey(key.to_owned()),
+            None => Auth::Password,
+        };
         // The URL's query settings (TLS, timeouts) apply as in `Client::connect_with`.
         let options = target.params.apply_to(ClientOptions {
+            auth,
             username: self.user.clone().or(target.username).unwrap_or_default(),
             password: self
                 .password
@@ -72,6 +88,12 @@ impl ConnectArgs {
             client_name: format!("themisdb-cli/{}", env!("CARGO_PKG_VERSION")),
             ..ClientOptions::default()
         });
+        Ok((addr, options))
+    }
+
+    /// Connects and handshakes.
+    pub async fn connect(&self) -> Result<Client> {
+        let (addr, options) = self.options()?;
         // The client's errors name the address and what to check.
         Ok(Client::connect_with(&addr, options).await?)
     }

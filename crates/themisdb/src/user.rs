@@ -6,11 +6,13 @@
 //! * `themisdb user drop NAME`
 //! * `themisdb user passwd NAME [--password P | --password-stdin]`
 //! * `themisdb user grant NAME DB ROLE`, `themisdb user revoke NAME DB`
+//! * `themisdb user superuser NAME true|false`
+//! * `themisdb user end-sessions [NAME]`
 //! * `themisdb user whoami [--json]`
 //!
 //! Every subcommand logs in like `themisdb query` ([`ConnectArgs`]: `--url` /
-//! `THEMIS_URL`, `--user`, `--password` / `THEMIS_PASSWORD`, ...) or with an API key
-//! (`--api-key` / `THEMIS_API_KEY`, see [`Login`]). In `create` and `passwd`,
+//! `THEMIS_URL` with its TLS settings, `--user`, `--password` / `THEMIS_PASSWORD`,
+//! or `--api-key` / `THEMIS_API_KEY`). In `create` and `passwd`,
 //! `--password` is the password being set, so the login password is
 //! `--login-password` there (or `THEMIS_PASSWORD`, or the URL's).
 //!
@@ -24,59 +26,12 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use themis_client::{Auth, Client, ClientOptions, Role, UserInfo, UserOptions};
+use themis_client::{Auth, Client, Role, UserInfo, UserOptions};
 
 use crate::query::ConnectArgs;
 
-/// Where and as whom to connect: [`ConnectArgs`], plus logging in with an API key.
-#[derive(Args, Debug, Clone)]
-pub struct Login {
-    #[command(flatten)]
-    pub connect: ConnectArgs,
-    /// Log in with this API key instead of a password (or set THEMIS_API_KEY).
-    #[arg(
-        long,
-        env = "THEMIS_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub api_key: Option<String>,
-}
-
-impl Login {
-    /// The client options these flags describe (the URL's parts, overridden by flags).
-    pub fn options(&self) -> Result<(String, ClientOptions)> {
-        let connect = &self.connect;
-        let target = connect.target()?;
-        let addr = target.addr();
-        let auth = match self.api_key.as_deref().map(str::trim) {
-            Some("") => bail!("the API key given with --api-key (or THEMIS_API_KEY) is empty"),
-            Some(key) => Auth::ApiKey(key.to_owned()),
-            None => Auth::Password,
-        };
-        // The URL's query settings (TLS, timeouts) apply as in `Client::connect_with`.
-        let options = target.params.apply_to(ClientOptions {
-            auth,
-            username: connect.user.clone().or(target.username).unwrap_or_default(),
-            password: connect
-                .password
-                .clone()
-                .or(target.password)
-                .unwrap_or_default(),
-            database: connect.database.clone().or(target.database),
-            client_name: format!("themisdb-cli/{}", env!("CARGO_PKG_VERSION")),
-            ..ClientOptions::default()
-        });
-        Ok((addr, options))
-    }
-
-    /// Connects and handshakes.
-    pub async fn connect(&self) -> Result<Client> {
-        let (addr, options) = self.options()?;
-        // The client's errors name the address and what to check.
-        Ok(Client::connect_with(&addr, options).await?)
-    }
-}
+/// Where and as whom to connect: the flags of every command ([`ConnectArgs`]).
+pub type Login = ConnectArgs;
 
 /// Runs `future` on a single-threaded runtime.
 pub fn block_on<F: std::future::Future<Output = Result<()>>>(future: F) -> Result<()> {
@@ -144,6 +99,25 @@ enum UserCommand {
         /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Make a user a superuser, or not (superuser only). Taking it away ends the
+    /// user's sessions.
+    Superuser {
+        #[command(flatten)]
+        login: Login,
+        /// The user.
+        name: String,
+        /// true or false.
+        #[arg(action = clap::ArgAction::Set)]
+        on: bool,
+    },
+    /// End every session of a user (default: your own, this one included): their
+    /// connections close and their session tokens stop working.
+    EndSessions {
+        #[command(flatten)]
+        login: Login,
+        /// The user (others need a superuser).
+        name: Option<String>,
     },
 }
 
@@ -307,6 +281,20 @@ pub fn run(args: UserArgs) -> Result<()> {
         } => block_on(async move {
             let user = login.connect().await?.revoke_role(&name, &database).await?;
             println!("revoked the role on {database}: {}", describe(&user));
+            Ok(())
+        }),
+        UserCommand::Superuser { login, name, on } => block_on(async move {
+            let user = login.connect().await?.set_superuser(&name, on).await?;
+            println!("{}", describe(&user));
+            Ok(())
+        }),
+        UserCommand::EndSessions { login, name } => block_on(async move {
+            let ended = login
+                .connect()
+                .await?
+                .revoke_sessions(name.as_deref())
+                .await?;
+            println!("ended {ended} sessions");
             Ok(())
         }),
         UserCommand::Whoami { login, json } => block_on(async move {
