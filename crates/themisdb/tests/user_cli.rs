@@ -62,19 +62,28 @@ fn users_keys_roles_and_sessions_from_the_command_line() {
     assert!(ok(&out, "user create").contains("app"));
     let out = themisdb(&root, &["apikey", "create", "--user", "app", "--json"]);
     let created: serde_json::Value = serde_json::from_str(&ok(&out, "apikey create")).unwrap();
-    let key = created["key"].as_str().expect("the key is shown").to_string();
+    let key = created["key"]
+        .as_str()
+        .expect("the key is shown")
+        .to_string();
     let id = created["id"].as_str().unwrap().to_string();
     let listed = ok(
         &themisdb(&root, &["apikey", "list", "--user", "app"]),
         "apikey list",
     );
     assert!(listed.contains(&id), "{listed}");
-    assert!(!listed.contains(&key), "a listing never shows the key: {listed}");
+    assert!(
+        !listed.contains(&key),
+        "a listing never shows the key: {listed}"
+    );
 
     // Every command logs in with --api-key, query included.
     let bare = format!("themis://{addr}");
     let out = ok(
-        &themisdb(&bare, &["query", "--api-key", &key, "RETURN CURRENT_USER()"]),
+        &themisdb(
+            &bare,
+            &["query", "--api-key", &key, "RETURN CURRENT_USER()"],
+        ),
         "query with a key",
     );
     assert!(out.contains("app"), "{out}");
@@ -111,7 +120,10 @@ fn users_keys_roles_and_sessions_from_the_command_line() {
         "end-sessions",
     );
     assert!(out.contains("ended"), "{out}");
-    ok(&themisdb(&root, &["apikey", "revoke", &id]), "apikey revoke");
+    ok(
+        &themisdb(&root, &["apikey", "revoke", &id]),
+        "apikey revoke",
+    );
     let err = failed(
         &themisdb(&bare, &["query", "--api-key", &key, "RETURN 1"]),
         "a revoked key",
