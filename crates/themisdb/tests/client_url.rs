@@ -9,45 +9,7 @@ use std::process::{Command, Output};
 
 use themis_client::{Client, ClientOptions, Error};
 
-use common::{TestServer, ROOT_PASSWORD};
-
-/// `themisdb cert …` into `dir`.
-fn cert(dir: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_themisdb"))
-        .arg("cert")
-        .args(args)
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .expect("run themisdb cert");
-    assert!(
-        out.status.success(),
-        "themisdb cert {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A CA, a server certificate for localhost and a client certificate for `root`.
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        cert(dir.path(), &["ca"]);
-        cert(
-            dir.path(),
-            &["server", "--san", "127.0.0.1", "--san", "localhost"],
-        );
-        cert(dir.path(), &["client", "--name", "root"]);
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
+use common::{cert, Pki, TestServer, ROOT_PASSWORD};
 
 async fn server(pki: &Pki, mtls: bool) -> TestServer {
     let (cert, key, ca) = (

@@ -3,52 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 use themis_client::{Client, ClientOptions, Error, TlsOptions};
 
-use common::TestServer;
-
-/// `themisdb cert …` into `dir`.
-fn cert(dir: &Path, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_themisdb"))
-        .arg("cert")
-        .args(args)
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .expect("run themisdb cert");
-    assert!(
-        out.status.success(),
-        "themisdb cert {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A CA, a server certificate for 127.0.0.1 and a client certificate for `root`.
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        cert(dir.path(), &["ca"]);
-        cert(
-            dir.path(),
-            &["server", "--san", "127.0.0.1", "--san", "localhost"],
-        );
-        cert(dir.path(), &["client", "--name", "root"]);
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
+use common::{cert, Pki, TestServer};
 
 async fn server(pki: &Pki, mtls: bool) -> TestServer {
     let (cert, key, ca) = (

@@ -387,3 +387,43 @@ impl RawConn {
         }
     }
 }
+
+/// `themisdb cert …` (the real binary) into `dir`.
+pub fn cert(dir: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_themisdb"))
+        .arg("cert")
+        .args(args)
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .expect("run themisdb cert");
+    assert!(
+        out.status.success(),
+        "themisdb cert {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Certificates from `themisdb cert` in a temp dir: a CA (`ca.pem`), a server
+/// certificate for 127.0.0.1 and localhost (`server.pem`, `server-key.pem`) and a
+/// client certificate for `root` (`client.pem`, `client-key.pem`).
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        cert(dir.path(), &["ca"]);
+        cert(
+            dir.path(),
+            &["server", "--san", "127.0.0.1", "--san", "localhost"],
+        );
+        cert(dir.path(), &["client", "--name", "root"]);
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
