@@ -301,6 +301,12 @@ impl DocumentStore {
         Ok(names)
     }
 
+    /// Whether database `name` exists (one point read of the catalog).
+    pub fn database_exists(&self, name: &str) -> Result<bool> {
+        let snap = self.engine.snapshot()?;
+        Ok(snap.get(Space::Meta, &db_key(name))?.is_some())
+    }
+
     /// Creates a database. An existing name is a `Conflict`.
     pub fn create_database(&self, name: &str) -> Result<Pending<()>> {
         validate_name("database", name)?;

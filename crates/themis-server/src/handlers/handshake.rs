@@ -460,13 +460,11 @@ fn check_database(
 }
 
 fn ensure_database(shared: &Shared, name: &str) -> Result<(), wire::Error> {
-    let exists = shared
+    if shared
         .store
-        .list_databases()
+        .database_exists(name)
         .map_err(super::storage_error)?
-        .iter()
-        .any(|d| d == name);
-    if exists {
+    {
         Ok(())
     } else {
         Err(wire::Error::new(

@@ -321,14 +321,12 @@ impl Ctx<'_> {
         if database == ALL_DATABASES {
             return Ok(());
         }
-        let exists = self
+        if self
             .shared
             .store
-            .list_databases()
+            .database_exists(database)
             .map_err(storage_error)?
-            .iter()
-            .any(|d| d == database);
-        if exists {
+        {
             Ok(())
         } else {
             Err(wire::Error::new(
