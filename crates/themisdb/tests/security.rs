@@ -22,14 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use common::{Frame, TestServer, ROOT_PASSWORD};
+use common::{load_certs, Frame, Issued, TestCa, TestServer, ROOT_PASSWORD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rcgen::KeyPair;
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{json, Value};
@@ -404,69 +401,10 @@ fn enable_jwt_secret(cfg: &mut Config, dir: &Path) {
 // TLS (patterns from tls.rs)
 // ---------------------------------------------------------------------------
 
-/// A CA and what it issued, as PEM files in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-struct Issued {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.path().join("ca-cert.pem"), ca.pem()).unwrap();
-        Self { dir, ca }
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca-cert.pem")
-    }
-
-    fn issue(&self, name: &str, sans: &[&str], client: bool) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let cert = params.signed_by(&key, &*self.ca).unwrap();
-        let issued = Issued {
-            cert: self.dir.path().join(format!("{name}-cert.pem")),
-            key: self.dir.path().join(format!("{name}-key.pem")),
-        };
-        std::fs::write(&issued.cert, cert.pem()).unwrap();
-        std::fs::write(&issued.key, key.serialize_pem()).unwrap();
-        issued
-    }
-}
-
-fn load_certs(path: &Path) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
-}
-
 /// A client configuration trusting `pki`'s CA, offering only `version`, presenting
 /// `client_cert` if given.
 fn client_config(
-    pki: &Pki,
+    pki: &TestCa,
     version: &'static rustls::SupportedProtocolVersion,
     client_cert: Option<&Issued>,
 ) -> Arc<rustls::ClientConfig> {
@@ -512,9 +450,9 @@ async fn tls_connect(
 
 #[tokio::test]
 async fn every_auth_method_works_over_tls_1_2_and_tls_1_3() {
-    let pki = Pki::new("Security Test CA");
-    let server_cert = pki.issue("server", &["127.0.0.1", "localhost"], false);
-    let alice_cert = pki.issue("alice", &[], true);
+    let pki = TestCa::new("Security Test CA");
+    let server_cert = pki.issue("server", &["127.0.0.1", "localhost"], false, false);
+    let alice_cert = pki.issue("alice", &[], true, false);
     let keys = tempfile::tempdir().unwrap();
     let server = TestServer::start_with(|c| {
         base_config(c);

@@ -6,18 +6,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{RawConn, ServerProcess, TestServer, ROOT_PASSWORD};
+use common::{load_certs, Issued, RawConn, ServerProcess, TestCa, TestServer, ROOT_PASSWORD};
 use prost::Message;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
@@ -28,90 +24,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// A CA and what it issued, as PEM files in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// One certificate and its key, on disk.
-struct Issued {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.path().join("ca-cert.pem"), ca.pem()).unwrap();
-        Self { dir, ca }
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca-cert.pem")
-    }
-
-    fn issue(&self, name: &str, sans: &[&str], client: bool, expired: bool) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let cert = params.signed_by(&key, &*self.ca).unwrap();
-        let issued = Issued {
-            cert: self.dir.path().join(format!("{name}-cert.pem")),
-            key: self.dir.path().join(format!("{name}-key.pem")),
-        };
-        std::fs::write(&issued.cert, cert.pem()).unwrap();
-        std::fs::write(&issued.key, key.serialize_pem()).unwrap();
-        issued
-    }
-
-    fn server(&self) -> Issued {
-        self.issue("server", &["127.0.0.1", "localhost"], false, false)
-    }
-}
-
 fn enable_tls(config: &mut Config, server: &Issued) {
     config.wire.tls.enabled = true;
     config.wire.tls.cert_path = Some(server.cert.clone());
     config.wire.tls.key_path = Some(server.key.clone());
 }
 
-fn enable_mtls(config: &mut Config, pki: &Pki, require: bool) {
+fn enable_mtls(config: &mut Config, pki: &TestCa, require: bool) {
     config.wire.tls.mtls = true;
     config.wire.tls.ca_cert_path = Some(pki.ca_path());
     config.wire.tls.require_client_cert = require;
 }
 
-fn load_certs(path: &Path) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
-}
-
 /// A client configuration trusting `pki`'s CA, offering only `versions`, presenting
 /// `client_cert` if given.
 fn client_config(
-    pki: &Pki,
+    pki: &TestCa,
     versions: &[&'static rustls::SupportedProtocolVersion],
     client_cert: Option<&Issued>,
 ) -> Arc<rustls::ClientConfig> {
@@ -221,7 +149,7 @@ async fn tls_session(
 
 #[tokio::test]
 async fn tls_and_plaintext_share_the_port() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server_cert = pki.server();
     let server = TestServer::start_with(|c| enable_tls(c, &server_cert)).await;
 
@@ -238,7 +166,7 @@ async fn tls_and_plaintext_share_the_port() {
 
 #[tokio::test]
 async fn tls_1_2_and_1_3_both_work_and_min_version_1_3_refuses_1_2() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server_cert = pki.server();
     let server = TestServer::start_with(|c| enable_tls(c, &server_cert)).await;
     let v13 = tls_session(
@@ -280,7 +208,7 @@ async fn tls_1_2_and_1_3_both_work_and_min_version_1_3_refuses_1_2() {
 
 #[tokio::test]
 async fn tls_1_1_client_is_refused() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server_cert = pki.server();
     let server = TestServer::start_with(|c| enable_tls(c, &server_cert)).await;
     let addr = server.addr.to_string();
@@ -329,7 +257,7 @@ async fn tls_1_1_client_is_refused() {
 
 #[tokio::test]
 async fn require_tls_refuses_plaintext_with_a_clear_error() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server_cert = pki.server();
     let server = TestServer::start_with(|c| {
         enable_tls(c, &server_cert);
@@ -362,8 +290,8 @@ async fn require_tls_refuses_plaintext_with_a_clear_error() {
 
 #[tokio::test]
 async fn mtls_accepts_only_valid_client_certificates_from_the_ca() {
-    let pki = Pki::new("Test CA");
-    let other = Pki::new("Other CA");
+    let pki = TestCa::new("Test CA");
+    let other = TestCa::new("Other CA");
     let server_cert = pki.server();
     let good = pki.issue("alice", &["alice"], true, false);
     let expired = pki.issue("old", &["old"], true, true);
@@ -396,8 +324,8 @@ async fn mtls_accepts_only_valid_client_certificates_from_the_ca() {
 
 #[tokio::test]
 async fn optional_client_certificates_must_still_verify() {
-    let pki = Pki::new("Test CA");
-    let other = Pki::new("Other CA");
+    let pki = TestCa::new("Test CA");
+    let other = TestCa::new("Other CA");
     let server_cert = pki.server();
     let good = pki.issue("alice", &["alice"], true, false);
     let foreign = other.issue("mallory", &["mallory"], true, false);
@@ -423,7 +351,7 @@ async fn optional_client_certificates_must_still_verify() {
 
 #[tokio::test]
 async fn a_failed_tls_handshake_does_not_disturb_other_connections() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server_cert = pki.server();
     let server = TestServer::start_with(|c| {
         enable_tls(c, &server_cert);
@@ -532,7 +460,7 @@ fn tls_conf(cert: &Path, key: &Path) -> String {
 
 #[test]
 fn startup_fails_for_a_missing_certificate_file() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server = pki.server();
     let missing = pki.dir.path().join("nope-cert.pem");
     let stderr = serve_must_fail(&tls_conf(&missing, &server.key));
@@ -543,7 +471,7 @@ fn startup_fails_for_a_missing_certificate_file() {
 
 #[test]
 fn startup_fails_for_a_key_that_does_not_match() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server = pki.server();
     let other = pki.issue("other", &["localhost"], false, false);
     let stderr = serve_must_fail(&tls_conf(&server.cert, &other.key));
@@ -560,7 +488,7 @@ fn startup_fails_for_a_key_that_does_not_match() {
 
 #[test]
 fn startup_fails_for_an_expired_certificate() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let expired = pki.issue("expired", &["127.0.0.1"], false, true);
     let stderr = serve_must_fail(&tls_conf(&expired.cert, &expired.key));
     assert!(stderr.contains("tls_cert_path"), "{stderr}");
@@ -573,7 +501,7 @@ fn startup_fails_for_an_expired_certificate() {
 
 #[test]
 fn startup_fails_for_files_swapped_or_not_pem() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let server = pki.server();
     // The key file given as the certificate.
     let stderr = serve_must_fail(&tls_conf(&server.key, &server.key));
@@ -612,9 +540,9 @@ fn openssl_script(dir: &Path, script: &str) {
 }
 
 /// A CA made with openssl, for client configs.
-fn pki_from_dir(dir: tempfile::TempDir) -> Pki {
-    // Only `ca_path()` (dir/ca-cert.pem) of this Pki is used; the rcgen CA is unused.
-    let mut pki = Pki::new("unused");
+fn pki_from_dir(dir: tempfile::TempDir) -> TestCa {
+    // Only `ca_path()` (dir/ca-cert.pem) of this TestCa is used; the rcgen CA is unused.
+    let mut pki = TestCa::new("unused");
     pki.dir = dir;
     pki
 }
@@ -754,7 +682,7 @@ where
 
 #[tokio::test]
 async fn rotated_certificate_is_served_to_new_connections_while_old_ones_continue() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let served = pki.server();
     let a = pki.issue("server-a", &["127.0.0.1"], false, false);
     let b = pki.issue("server-b", &["127.0.0.1"], false, false);
@@ -791,7 +719,7 @@ async fn rotated_certificate_is_served_to_new_connections_while_old_ones_continu
 
 #[tokio::test]
 async fn changed_certificate_files_are_picked_up_without_a_reload_call() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let served = pki.server();
     let a = pki.issue("server-a", &["127.0.0.1"], false, false);
     let b = pki.issue("server-b", &["127.0.0.1"], false, false);
@@ -823,7 +751,7 @@ async fn changed_certificate_files_are_picked_up_without_a_reload_call() {
 
 #[tokio::test]
 async fn a_bad_new_certificate_keeps_the_old_one_serving() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let served = pki.server();
     let good = leaf_of(&served);
     let server = TestServer::start_with(|c| {
@@ -880,7 +808,7 @@ async fn reload_without_tls_says_tls_is_off() {
 
 #[tokio::test]
 async fn sighup_reloads_certificates_and_keeps_the_server_running() {
-    let pki = Pki::new("Test CA");
+    let pki = TestCa::new("Test CA");
     let served = pki.server();
     let b = pki.issue("server-b", &["127.0.0.1"], false, false);
     let data = tempfile::tempdir().unwrap();
