@@ -124,12 +124,8 @@ pub(crate) async fn handle(
             let name = a.name.clone();
             let created = write(shared, move |s| s.create_database(&name)).await;
             if created.is_ok() {
-                users::Ctx {
-                    shared,
-                    session,
-                    conn,
-                }
-                .audit("database_created", format!("database {}", a.name));
+                let detail = format!("database {}", a.name);
+                super::audit(shared, session, conn, "database_created", detail);
             }
             created.map(|()| ok(&serde_json::json!({ "name": a.name })))
         }

@@ -266,14 +266,25 @@ pub(crate) fn denied(
     conn: &ConnState,
     message: String,
 ) -> Result<(), wire::Error> {
+    audit(shared, session, conn, "permission_denied", message.clone());
+    Err(wire::Error::new(ErrorCode::ErrPermissionDenied, message))
+}
+
+/// Records a security event done by `session` on `conn` in the audit log.
+pub(crate) fn audit(
+    shared: &Shared,
+    session: &Session,
+    conn: &ConnState,
+    kind: &'static str,
+    detail: String,
+) {
     shared.audit.record(AuditEvent {
-        kind: "permission_denied",
+        kind,
         peer: conn.peer,
         username: &session.username,
         method: Some(session.method.as_str_name()),
-        detail: message.clone(),
+        detail,
     });
-    Err(wire::Error::new(ErrorCode::ErrPermissionDenied, message))
 }
 
 /// The request's database, or the connection's default when the field is empty.

@@ -22,7 +22,6 @@ use themis_proto::ErrorExt;
 use themis_storage::{ApiKeyRecord, UserRecord};
 
 use super::{ok, superuser};
-use crate::audit::AuditEvent;
 use crate::auth::roles::ALL_DATABASES;
 use crate::auth::{apikey, Permission, Role, Roles};
 use crate::handlers::{authorize, denied, storage_error, write, ConnState};
@@ -123,13 +122,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn audit(&self, kind: &'static str, detail: String) {
-        self.shared.audit.record(AuditEvent {
-            kind,
-            peer: self.conn.peer,
-            username: &self.session.username,
-            method: Some(self.session.method.as_str_name()),
-            detail,
-        });
+        crate::handlers::audit(self.shared, self.session, self.conn, kind, detail);
     }
 
     /// Passes when `username` is the caller, or the caller is a superuser.
