@@ -119,12 +119,24 @@ impl Client {
     /// Runs any admin action on this handle's database and returns the server's JSON
     /// result (`Value::Null` when it sent none).
     pub async fn admin(&self, action: Action) -> Result<Value> {
+        // Listings, stats and who-am-i only read: sent again after a connection
+        // failure. Changes are not (they may have been applied).
+        let read = matches!(
+            action,
+            Action::ListDatabases(_)
+                | Action::ListCollections(_)
+                | Action::CollectionStats(_)
+                | Action::ListIndexes(_)
+                | Action::ListUsers(_)
+                | Action::ListApiKeys(_)
+                | Action::WhoAmI(_)
+        );
         let request = wire::AdminRequest {
             database: self.database_field(),
             action: Some(action),
             ..Default::default()
         };
-        let response: wire::AdminResponse = self.call(OpCode::OpAdmin, &request).await?;
+        let response: wire::AdminResponse = self.call_as(OpCode::OpAdmin, &request, read).await?;
         if response.result.is_empty() {
             return Ok(Value::Null);
         }

@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
@@ -119,6 +119,20 @@ pub(crate) enum StreamItem {
     Overflowed,
     /// The connection failed, closed or is going away.
     Failed(Error),
+}
+
+/// A failed [`Connection::attempt`].
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub error: Error,
+    /// The request was queued for the socket, so the server may have run it.
+    pub sent: bool,
+}
+
+impl Failed {
+    fn unsent(error: Error) -> Self {
+        Self { error, sent: false }
+    }
 }
 
 /// Recognizes a stream's final frame (besides `OP_ERROR`, which always is one).
@@ -198,9 +212,27 @@ struct State {
 /// What the reader, the writer and the request futures share.
 struct Shared {
     state: Mutex<State>,
+    /// When the connection started; `last_activity_ms` counts from here.
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last frame read or written (keep-alive).
+    last_activity_ms: AtomicU64,
 }
 
 impl Shared {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            epoch: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records traffic on the connection (a frame read or written).
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The lock is never held across code that can panic halfway through an update,
         // so a poisoned table is still consistent.
@@ -346,9 +378,7 @@ impl Connection {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-        });
+        let shared = Arc::new(Shared::new());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_FRAMES);
         tokio::spawn(write_loop(write_half, rx, shared.clone()));
         let reader_task = tokio::spawn(read_loop(
@@ -396,16 +426,33 @@ impl Connection {
         msg: &M,
         timeout: Option<Duration>,
     ) -> Result<Frame> {
-        let (request_id, frame) = self.encode(opcode, msg)?;
+        self.attempt(opcode, msg, timeout)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// [`Self::request`], telling on failure whether the request may have reached
+    /// the server ([`Failed::sent`]): a request refused before it was queued for the
+    /// socket (the connection was already closed or going away) certainly did not.
+    pub async fn attempt<M: Message>(
+        &self,
+        opcode: OpCode,
+        msg: &M,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Frame, Failed> {
+        let (request_id, frame) = self.encode(opcode, msg).map_err(Failed::unsent)?;
         let (tx, rx) = oneshot::channel();
-        self.shared.register(request_id, Waiter::Once(tx))?;
+        self.shared
+            .register(request_id, Waiter::Once(tx))
+            .map_err(Failed::unsent)?;
         let _guard = PendingGuard {
             shared: &self.shared,
             request_id,
         };
+        // The writer drops a frame only when it stopped, and then nothing was sent.
+        self.write(frame).await.map_err(Failed::unsent)?;
 
-        let exchange = async {
-            self.write(frame).await?;
+        let answer = async {
             match rx.await {
                 Ok(answer) => answer,
                 // The waiter was dropped without an answer: only when the table was
@@ -413,16 +460,31 @@ impl Connection {
                 Err(_) => Err(self.shared.closed_error("the connection stopped")),
             }
         };
-        let Some(timeout) = timeout else {
-            return exchange.await;
+        let answered = match timeout {
+            None => answer.await,
+            Some(timeout) => match tokio::time::timeout(timeout, answer).await {
+                Ok(answer) => answer,
+                Err(_) => Err(Error::Timeout {
+                    operation: format!("{} request {request_id}", opcode.as_str_name()),
+                    after: timeout,
+                }),
+            },
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(answer) => answer,
-            Err(_) => Err(Error::Timeout {
-                operation: format!("{} request {request_id}", opcode.as_str_name()),
-                after: timeout,
-            }),
-        }
+        answered.map_err(|error| Failed { error, sent: true })
+    }
+
+    /// How long nothing was read from or written to the connection.
+    pub fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.shared.last_activity_ms.load(Ordering::Relaxed));
+        self.shared.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Closes the connection from this side: new requests are refused and every
+    /// waiter fails with `ConnectionClosed(reason)`; the reader stops. The socket
+    /// closes when the `Connection` is dropped.
+    pub fn close(&self, reason: String) {
+        self.shared.fail_all(CloseReason::Closed(reason));
+        self.reader_task.abort();
     }
 
     /// Sends `msg` as a request answered by a stream of frames, and returns the
@@ -550,6 +612,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 written
             }
         };
+        shared.touch();
         if let Err(e) = written {
             tracing::debug!(error = %e, "write to server failed");
             shared.fail_all(CloseReason::Closed(format!(
@@ -578,6 +641,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(payload)) => {
+                    shared.touch();
                     if let Err(reason) = dispatch(payload, shared) {
                         return reason;
                     }
@@ -705,9 +769,7 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared {
-            state: Mutex::new(State::default()),
-        })
+        Arc::new(Shared::new())
     }
 
     fn next(stream: &mut FrameStream) -> StreamItem {

@@ -50,6 +50,13 @@ pub enum Error {
         reconnect_after_ms: u64,
     },
 
+    /// State that lived on one connection — a transaction, a query's cursor — is gone
+    /// because that connection closed; the server discarded it (a transaction was
+    /// rolled back). Not retryable as is: run the transaction or query again (which a
+    /// new request does on a fresh connection).
+    #[error("{message}")]
+    StateLost { message: String },
+
     /// No answer in time. For a request, its slot was released; a late answer is
     /// discarded. The request may still have been applied by the server.
     #[error("{operation} timed out after {after:?}; raise ClientOptions::{} if the server is just slow",
@@ -150,6 +157,7 @@ impl Error {
             Self::Io(_)
             | Self::ConnectionClosed { .. }
             | Self::GoAway { .. }
+            | Self::StateLost { .. }
             | Self::Timeout { .. } => ErrorKind::Connection,
             Self::Protocol(_) => ErrorKind::Protocol,
             Self::Tls(_) => ErrorKind::Connection,
@@ -198,6 +206,12 @@ impl Error {
             self,
             Self::Io(_) | Self::ConnectionClosed { .. } | Self::GoAway { .. }
         )
+    }
+
+    /// [`Error::StateLost`]: the transaction or cursor this request belonged to died
+    /// with its connection and must be run again from the start.
+    pub fn is_state_lost(&self) -> bool {
+        matches!(self, Self::StateLost { .. })
     }
 
     /// The server's message for [`Error::Server`].

@@ -89,6 +89,12 @@ pub struct ClientOptions {
     pub max_frame_bytes: u32,
     /// Connect over TLS (and present a client certificate for mTLS). Default: off.
     pub tls: Option<TlsOptions>,
+    /// Ping a connection that has been quiet this long (or a third of the server's
+    /// idle timeout, if that is shorter), so the server does not close it as idle and
+    /// a dead peer is noticed; a ping unanswered within `connect_timeout` closes the
+    /// connection (the next request reconnects). `None` = no keep-alive.
+    /// Default 30 s.
+    pub keepalive_interval: Option<Duration>,
 }
 
 /// TLS settings of a connection (seed 000's `enable_ssl`, `ssl_ca_cert_path`,
@@ -198,6 +204,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             max_frame_bytes: themis_proto::DEFAULT_MAX_FRAME_BYTES,
             tls: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -212,6 +219,7 @@ impl fmt::Debug for ClientOptions {
             .field("client_name", &self.client_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("tls", &self.tls)
             .finish()

@@ -16,6 +16,11 @@
 //! * After an error item the stream ends.
 //! * A query from [`crate::Transaction::query`] runs inside that transaction; its
 //!   cursor fetches need no transaction id (the server keeps the cursor's context).
+//! * A stream's cursor fetches go to the connection that answered the query (the
+//!   server's cursor lives there); when it is gone they fail with
+//!   [`crate::Error::StateLost`]. `OP_QUERY` itself is never retried after a
+//!   connection failure (the client cannot tell a reading query from a writing one);
+//!   an `explain` is.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -32,7 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use themis_proto::{wire, ErrorCode, OpCode};
 
-use crate::client::Client;
+use crate::client::{Client, Holder};
 use crate::error::Result;
 
 /// What the server reported about a query's work.
@@ -183,9 +188,14 @@ impl Query {
     /// ```
     pub async fn stream<T: DeserializeOwned>(self) -> Result<QueryStream<T>> {
         let request = self.request(false);
-        let response: wire::QueryResponse = self.client.call(OpCode::OpQuery, &request).await?;
+        // Not retried: the client cannot tell whether the AQL writes. The stream's
+        // cursor lives on the connection that answered, so its fetches go there.
+        let (response, client): (wire::QueryResponse, Client) = self
+            .client
+            .call_pinning(OpCode::OpQuery, &request, false, |_| Holder::Cursor)
+            .await?;
         let mut stream = QueryStream {
-            client: self.client,
+            client,
             batch_size: self.batch_size,
             buffer: VecDeque::new(),
             cursor_id: None,
@@ -215,7 +225,9 @@ impl Query {
     /// ```
     pub async fn explain(self) -> Result<String> {
         let request = self.request(true);
-        let response: wire::QueryResponse = self.client.call(OpCode::OpQuery, &request).await?;
+        // Runs nothing, so it may be sent again after a connection failure.
+        let response: wire::QueryResponse =
+            self.client.call_as(OpCode::OpQuery, &request, true).await?;
         Ok(response.stats.map(|s| s.plan).unwrap_or_default())
     }
 

@@ -11,14 +11,20 @@
 //!
 //! Invariants:
 //! * A transaction's requests go out on the connection that began it: the
-//!   `Transaction`, and every handle made from it, holds that [`Client`].
+//!   `Transaction`, and every handle made from it, holds a [`Client`] pinned to that
+//!   connection, which never reconnects. When it dies, the transaction's requests fail
+//!   with [`Error::StateLost`] (the server rolled the transaction back), except a
+//!   `COMMIT_TX` already sent, which fails with the connection error and says the
+//!   commit may or may not have been applied.
 //! * Every request from a transaction's `Collection` or `Query` carries its id.
 //! * When the last handle of a transaction that was neither committed nor rolled back
 //!   is dropped, a spawned task rolls it back (best effort, never blocking, never
 //!   panicking); without a runtime to spawn on, the server's idle timeout ends it.
 //! * [`Client::transaction`] commits only a transaction its closure left open, rolls
 //!   back only one the closure failed in, and retries only errors that are both
-//!   [`Error::is_conflict`] and [`Error::is_retryable`].
+//!   [`Error::is_conflict`] and [`Error::is_retryable`], or [`Error::is_state_lost`]
+//!   (the server rolled it back with its connection; the next attempt begins on a
+//!   fresh one). A commit whose outcome is unknown is never retried.
 
 use std::fmt;
 use std::future::Future;
@@ -28,7 +34,7 @@ use std::time::Duration;
 
 use themis_proto::{wire, OpCode};
 
-use crate::client::Client;
+use crate::client::{Client, Holder};
 use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::query::Query;
@@ -181,7 +187,19 @@ impl Client {
     }
 
     async fn begin_request(&self, request: &wire::BeginTxRequest) -> Result<Transaction> {
-        let response: wire::BeginTxResponse = self.call(OpCode::OpBeginTx, request).await?;
+        // BEGIN_TX may be sent again after a connection failure: a transaction begun
+        // on a connection that died is gone with it. The transaction's requests then
+        // go to the connection that began it, and nowhere else.
+        let (response, client): (wire::BeginTxResponse, Client) = self
+            .call_pinning(
+                OpCode::OpBeginTx,
+                request,
+                true,
+                |r: &wire::BeginTxResponse| {
+                    Holder::Transaction(Arc::from(r.transaction_id.as_str()))
+                },
+            )
+            .await?;
         if response.transaction_id.is_empty() {
             // Going on would run every "transactional" request outside any transaction.
             return Err(Error::Protocol(
@@ -190,7 +208,7 @@ impl Client {
         }
         Ok(Transaction {
             inner: Arc::new(TxInner {
-                client: self.clone(),
+                client,
                 id: Arc::from(response.transaction_id),
                 finished: AtomicBool::new(false),
             }),
@@ -276,6 +294,9 @@ impl Client {
             let error = match outcome {
                 Ok(value) => return Ok(value),
                 Err(e) if e.is_conflict() && e.is_retryable() => e,
+                // The connection holding it died and the server rolled it back (a
+                // commit that may have been applied is a different error).
+                Err(e) if e.is_state_lost() => e,
                 Err(e) => return Err(e),
             };
             let Some(delay) = retry.next_delay(error.retry_after()) else {
@@ -326,14 +347,21 @@ impl Transaction {
     }
 
     /// Rolls back: nothing the transaction wrote is kept.
+    ///
+    /// When the connection holding the transaction is gone, so is the transaction (the
+    /// server rolled it back when it closed): that is `Ok` too.
     pub async fn rollback(&self) -> Result<()> {
         self.inner.finished.store(true, Ordering::Relaxed);
-        let _: wire::RollbackTxResponse = self
+        let rolled_back: Result<wire::RollbackTxResponse> = self
             .inner
             .client
             .call(OpCode::OpRollbackTx, &self.inner.rollback_request())
-            .await?;
-        Ok(())
+            .await;
+        match rolled_back {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_state_lost() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether commit or rollback was sent (by any clone).

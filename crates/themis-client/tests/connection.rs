@@ -111,20 +111,20 @@ async fn eof_fails_pending_requests_instead_of_hanging() {
     )
     .await
     .expect("pending requests must fail, not hang");
+    // Pings are reads: each was sent again on a fresh connection, which the peer (gone
+    // for good) refuses.
     for result in results {
-        assert!(
-            matches!(result, Err(Error::ConnectionClosed { .. })),
-            "{result:?}"
-        );
+        let err = result.unwrap_err();
+        assert!(err.is_connection_error(), "{err:?}");
     }
     peer.await.expect("peer");
     assert!(client.is_closed());
     assert_eq!(client.in_flight_requests(), 0);
-    // New requests fail at once.
+    // New requests try to reconnect and fail, naming the address.
     let err = timeout(NO_HANG, ping(&client, 4)).await.expect("no hang");
     let err = err.unwrap_err();
     assert!(err.is_connection_error(), "{err:?}");
-    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(err.to_string().contains(&addr), "{err}");
 }
 
 /// Joins three futures concurrently without pulling in a futures crate.
@@ -186,9 +186,12 @@ async fn goaway_refuses_new_requests_but_lets_in_flight_ones_finish() {
         probed_rx.await.expect("client probed");
         peer.pong(a, a_ts).await;
     });
-    let client = Client::connect_with(&addr, options(Duration::from_secs(600)))
-        .await
-        .expect("connect");
+    // A short connect timeout: the peer accepts only once, so reconnects time out.
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_millis(500),
+        ..options(Duration::from_secs(600))
+    };
+    let client = Client::connect_with(&addr, opts).await.expect("connect");
     let (c1, c2) = (client.clone(), client.clone());
     let a = tokio::spawn(async move { ping(&c1, 1).await });
     while client.in_flight_requests() < 1 {
@@ -203,25 +206,23 @@ async fn goaway_refuses_new_requests_but_lets_in_flight_ones_finish() {
     })
     .await
     .expect("GOAWAY seen");
+    // A new request does not go out on the draining connection: the client opens a
+    // new one, which this peer (it accepts only once) refuses.
     let refused = ping(&client, 3).await.unwrap_err();
-    match &refused {
-        Error::GoAway {
-            reason,
-            reconnect_after_ms,
-        } => {
-            assert_eq!(reason, "shutdown");
-            assert_eq!(*reconnect_after_ms, 250);
-        }
-        other => panic!("expected GoAway, got {other:?}"),
-    }
-    assert!(refused.is_retryable());
+    assert!(
+        refused.is_connection_error() || matches!(refused, Error::Timeout { .. }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains(&addr), "{refused}");
     probed_tx.send(()).expect("peer alive");
 
     let a = timeout(NO_HANG, a).await.expect("no hang").expect("task");
     assert_eq!(a.expect("in-flight request answered after GOAWAY"), 1);
+    // Unanswered at close: a read, so tried again on a new connection (refused here).
     let b = timeout(NO_HANG, b).await.expect("no hang").expect("task");
     assert!(
-        matches!(b, Err(Error::GoAway { .. })),
+        b.as_ref()
+            .is_err_and(|e| e.is_connection_error() || matches!(e, Error::Timeout { .. })),
         "unanswered at close: {b:?}"
     );
     peer.await.expect("peer");
@@ -295,8 +296,9 @@ async fn connection_level_op_error_fails_everything_pending() {
         assert_eq!(err.code(), Some(ErrorCode::ErrProtocol), "{err:?}");
         assert!(err.to_string().contains("0xDB01"));
     }
+    // The connection is gone; the next request tries a new one (refused here).
     let err = ping(&client, 3).await.unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::ErrProtocol));
+    assert!(err.is_connection_error(), "{err:?}");
     peer.await.expect("peer");
 }
 

@@ -982,7 +982,7 @@ async fn session_token_resumes_without_credentials() {
         .send(
             OpCode::OpHandshake,
             1,
-            &resume_request(client.session_token()),
+            &resume_request(&client.session_token()),
         )
         .await;
     let resumed: wire::HandshakeResponse = third.recv().await.expect("answer").decode();

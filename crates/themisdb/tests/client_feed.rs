@@ -14,15 +14,18 @@ use themis_client::{Client, SubscribeOptions};
 
 use common::ServerProcess;
 
-/// Inserts `{_key: "k<i>"}` for `range`; returns the keys the server acknowledged.
+/// Inserts `{_key: "k<i>"}` for `range` until one fails (the client reconnects by
+/// itself, so once the server is gone a failure means it stays gone for a while);
+/// returns the keys the server acknowledged.
 async fn insert_range(client: &Client, range: std::ops::Range<u32>) -> Vec<String> {
     let coll = client.collection("feed");
     let mut acked = Vec::new();
     for i in range {
         let key = format!("k{i}");
-        if coll.insert(&json!({ "_key": key, "i": i })).await.is_ok() {
-            acked.push(key);
+        if coll.insert(&json!({ "_key": key, "i": i })).await.is_err() {
+            break;
         }
+        acked.push(key);
     }
     acked
 }
@@ -54,6 +57,7 @@ async fn a_subscription_resumes_by_itself_across_a_server_kill_and_restart() {
     });
 
     let mut acked = insert_range(&client, 0..200).await;
+    assert_eq!(acked.len(), 200);
     // Writes in flight while the server dies: some may commit without an answer.
     let writer = {
         let client = client.clone();
@@ -67,7 +71,9 @@ async fn a_subscription_resumes_by_itself_across_a_server_kill_and_restart() {
 
     let restarted = ServerProcess::start_on(&data, port, &[]);
     let client = Client::connect(&restarted.url()).await.unwrap();
-    acked.extend(insert_range(&client, 100_000..100_200).await);
+    let after = insert_range(&client, 100_000..100_200).await;
+    assert_eq!(after.len(), 200);
+    acked.extend(after);
 
     let mut seen = Vec::new();
     let wanted: HashSet<&String> = acked.iter().collect();

@@ -115,14 +115,20 @@ async fn sigterm_mid_load_drains_with_goaway_and_exits_0() {
 
     for t in tasks {
         let e = t.await.unwrap();
-        let graceful =
-            matches!(e, Error::GoAway { .. }) || e.code() == Some(ErrorCode::ErrUnavailable);
+        // The client reconnects by itself after GOAWAY, so a writer may instead
+        // stop at a refused reconnect: the server is gone, nothing was reset.
+        let refused =
+            matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+        let graceful = matches!(e, Error::GoAway { .. })
+            || e.code() == Some(ErrorCode::ErrUnavailable)
+            || refused;
         assert!(
             graceful,
-            "clients see GOAWAY (or UNAVAILABLE for late requests), not a reset: {e:?}"
+            "clients see GOAWAY, UNAVAILABLE for late requests or a refused reconnect, \
+             not a reset: {e:?}"
         );
         if let Error::GoAway { reason, .. } = &e {
-            assert_eq!(reason, "shutdown");
+            assert!(reason.starts_with("shutdown"), "{reason}");
         }
     }
     let acked = ack.lock().unwrap().clone();
