@@ -44,4 +44,5 @@ pub mod features {
     pub const SUBSCRIPTIONS: u64 = 1 << FeatureBit::FeatureSubscriptions as u64;
     pub const BULK_WRITES: u64 = 1 << FeatureBit::FeatureBulkWrites as u64;
     pub const ADMIN: u64 = 1 << FeatureBit::FeatureAdmin as u64;
+    pub const REQUEST_KEYS: u64 = 1 << FeatureBit::FeatureRequestKeys as u64;
 }

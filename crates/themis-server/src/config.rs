@@ -66,6 +66,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "bcrypt_cost",
             "session_ttl",
             "node_id",
+            "request_key_window",
         ],
     ),
     (
@@ -169,6 +170,10 @@ bcrypt_cost = 10
 session_ttl = 86400
 # Name this server reports as ServerInfo.node_id; empty: themis-<port>.
 node_id =
+# How long the server remembers a write's request_key (its idempotent-retry record):
+# a retry with the same key within this window gets the first answer instead of
+# writing again. Far longer than any client retry; expired records are swept out.
+request_key_window = 600
 
 [wire_protocol]
 # Serve the binary wire protocol at all.
@@ -332,6 +337,8 @@ pub struct ServerConfig {
     pub bcrypt_cost: u32,
     pub session_ttl: Duration,
     pub node_id: Option<String>,
+    /// How long a request key's record is kept (idempotent retries).
+    pub request_key_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -345,6 +352,7 @@ impl Default for ServerConfig {
             bcrypt_cost: 10,
             session_ttl: Duration::from_secs(86_400),
             node_id: None,
+            request_key_window: Duration::from_secs(600),
         }
     }
 }
@@ -1028,6 +1036,7 @@ impl Config {
             ("server", "bcrypt_cost") => s.bcrypt_cost = parse_int(v, 4, 31)? as u32,
             ("server", "session_ttl") => s.session_ttl = parse_duration(v, false)?,
             ("server", "node_id") => s.node_id = (!v.is_empty()).then(|| v.to_string()),
+            ("server", "request_key_window") => s.request_key_window = parse_duration(v, false)?,
             ("wire_protocol", "enabled") => w.enabled = parse_bool(v)?,
             ("wire_protocol", "bind_address") => w.bind_address = parse_host(v)?,
             ("wire_protocol", "port") => {
@@ -1123,6 +1132,7 @@ impl Config {
             ("server", "auto_create_collections") => s.auto_create_collections.to_string(),
             ("server", "bcrypt_cost") => s.bcrypt_cost.to_string(),
             ("server", "session_ttl") => duration_text(s.session_ttl),
+            ("server", "request_key_window") => duration_text(s.request_key_window),
             ("server", "node_id") => s
                 .node_id
                 .as_deref()

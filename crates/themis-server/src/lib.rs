@@ -26,6 +26,7 @@ pub mod connection;
 pub mod handlers;
 pub mod listener;
 mod pools;
+mod request_keys;
 pub mod session;
 pub mod tls;
 
@@ -64,6 +65,9 @@ pub(crate) struct Shared {
     /// Held while a user, role or key action runs: they read, change and write user
     /// records, one at a time.
     pub user_admin: tokio::sync::Mutex<()>,
+    /// Requests with the same (user, request key) run one at a time (see
+    /// `request_keys`).
+    pub request_keys: request_keys::KeyGates,
 }
 
 /// Errors that stop the server from starting. Each names what to fix.

@@ -127,6 +127,7 @@ impl Server {
             ),
             audit,
             user_admin: tokio::sync::Mutex::new(()),
+            request_keys: Default::default(),
             config,
         });
         let open_subscriptions = shared.open_subscriptions.clone();
@@ -134,6 +135,10 @@ impl Server {
         tokio::spawn(prune_change_log(
             store.clone(),
             &shared.config,
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(crate::request_keys::sweep_expired(
+            shared.clone(),
             shutdown_rx.clone(),
         ));
         let tls = shared.tls.clone();

@@ -41,6 +41,7 @@ pub mod kv;
 mod names;
 mod overlay;
 mod query;
+mod request_keys;
 mod revision;
 mod store;
 mod transaction;
@@ -60,6 +61,7 @@ pub use index::{
 pub use kv::{KvEngine, KvIter, KvPair, KvRead, KvSnapshot, KvTx, Space};
 pub use names::{validate_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
 pub use query::{CollectionHandle, DocIter, QuerySnapshot};
+pub use request_keys::{validate_request_key, RequestKey, MAX_REQUEST_KEY_LEN};
 pub use revision::{decode_revision, encode_revision};
 pub use store::{
     CollectionInfo, CollectionStats, DeleteOutcome, DocMeta, DocumentStore, StoreOptions,

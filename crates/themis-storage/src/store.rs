@@ -42,7 +42,7 @@ use crate::catalog::{
     DB_TAG, INDEX_PURGE_TAG, PURGE_TAG, SYSTEM_DATABASE,
 };
 use crate::changes::{ChangeFeed, ChangeKind, ChangeRecord};
-use crate::document::{parse_object, prepare_insert, rev_of};
+use crate::document::{parse_object, prepare_insert, rev_of, PreparedDoc};
 use crate::error::{KvError, Result, StorageError};
 use crate::fjall_engine::FjallEngine;
 use crate::group_commit::{GroupCommitter, Pending, SyncMode, SyncStats};
@@ -52,6 +52,7 @@ use crate::index::{
 use crate::kv::{KvEngine, KvRead, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
 use crate::query::{CollectionHandle, QuerySnapshot};
+use crate::request_keys::{self, RequestKey};
 use crate::revision::RevisionClock;
 use crate::transaction::{Isolation, Transaction};
 use crate::write::{
@@ -437,21 +438,46 @@ impl DocumentStore {
         docs: Vec<Bytes>,
         auto_create: bool,
     ) -> Result<Pending<Vec<DocMeta>>> {
-        validate_lookup_name("database", db)?;
-        validate_lookup_name("collection", coll)?;
-        let count = docs.len();
-        let mut prepared = Vec::with_capacity(count);
-        for (i, raw) in docs.iter().enumerate() {
-            let p = prepare_insert(raw)
-                .map_err(|m| StorageError::InvalidArgument(in_batch(count, i, m)))?;
-            prepared.push(p);
-        }
-        drop(docs);
-        let metas = self.run_doc_tx("inserting documents", |tx, changes| {
-            let c = resolve_collection(tx, db, coll, auto_create, collection_not_found)?;
-            insert_batch(tx, &self.clock, &c, &prepared, changes)
-        })?;
+        let prepared = prepare_batch(db, coll, docs)?;
+        let metas = self.run_doc_tx(
+            "inserting documents",
+            self.insert_op(db, coll, auto_create, &prepared),
+        )?;
         Ok(self.pending(metas))
+    }
+
+    /// [`Self::insert`] made idempotent by `rk`: see [`Self::run_keyed`]. `encode`
+    /// turns the result into the response bytes stored with it; the answer is those
+    /// bytes (or the ones stored by an earlier request with the same key).
+    pub fn insert_keyed(
+        &self,
+        db: &str,
+        coll: &str,
+        docs: Vec<Bytes>,
+        auto_create: bool,
+        rk: &RequestKey,
+        encode: impl Fn(&[DocMeta]) -> Bytes,
+    ) -> Result<Pending<Bytes>> {
+        let prepared = prepare_batch(db, coll, docs)?;
+        self.run_keyed(
+            "inserting documents",
+            rk,
+            |m: &Vec<DocMeta>| encode(m),
+            self.insert_op(db, coll, auto_create, &prepared),
+        )
+    }
+
+    fn insert_op<'a>(
+        &'a self,
+        db: &'a str,
+        coll: &'a str,
+        auto_create: bool,
+        prepared: &'a [PreparedDoc],
+    ) -> impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<Vec<DocMeta>> + 'a {
+        move |tx, changes| {
+            let c = resolve_collection(tx, db, coll, auto_create, collection_not_found)?;
+            insert_batch(tx, &self.clock, &c, prepared, changes)
+        }
     }
 
     /// Reads documents by key; positions of missing documents are `None`. The bytes
@@ -483,12 +509,46 @@ impl DocumentStore {
         mode: UpdateMode,
         if_revision: Option<&str>,
     ) -> Result<Pending<DocMeta>> {
-        validate_lookup_name("database", db)?;
-        validate_lookup_name("collection", coll)?;
-        validate_key(key)?;
-        let patch = parse_object(&body).map_err(StorageError::InvalidArgument)?;
-        drop(body);
-        let meta = self.run_doc_tx("updating a document", |tx, changes| {
+        let patch = prepare_update(db, coll, key, body)?;
+        let meta = self.run_doc_tx(
+            "updating a document",
+            self.update_op(db, coll, key, &patch, mode, if_revision),
+        )?;
+        Ok(self.pending(meta))
+    }
+
+    /// [`Self::update`] made idempotent by `rk` (see [`Self::insert_keyed`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_keyed(
+        &self,
+        db: &str,
+        coll: &str,
+        key: &str,
+        body: Bytes,
+        mode: UpdateMode,
+        if_revision: Option<&str>,
+        rk: &RequestKey,
+        encode: impl Fn(&DocMeta) -> Bytes,
+    ) -> Result<Pending<Bytes>> {
+        let patch = prepare_update(db, coll, key, body)?;
+        self.run_keyed(
+            "updating a document",
+            rk,
+            encode,
+            self.update_op(db, coll, key, &patch, mode, if_revision),
+        )
+    }
+
+    fn update_op<'a>(
+        &'a self,
+        db: &'a str,
+        coll: &'a str,
+        key: &'a str,
+        patch: &'a serde_json::Map<String, serde_json::Value>,
+        mode: UpdateMode,
+        if_revision: Option<&'a str>,
+    ) -> impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<DocMeta> + 'a {
+        move |tx, changes| {
             let c =
                 load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
             let updated = update_doc(
@@ -506,8 +566,7 @@ impl DocumentStore {
                 key: key.to_string(),
                 rev: updated.rev,
             })
-        })?;
-        Ok(self.pending(meta))
+        }
     }
 
     /// Deletes documents atomically. Missing keys are reported, not an error. With
@@ -520,17 +579,82 @@ impl DocumentStore {
         keys: &[String],
         if_revision: Option<&str>,
     ) -> Result<Pending<DeleteOutcome>> {
-        validate_lookup_name("database", db)?;
-        validate_lookup_name("collection", coll)?;
-        for k in keys {
-            validate_key(k)?;
-        }
-        let outcome = self.run_doc_tx("deleting documents", |tx, changes| {
-            let c =
-                load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
-            delete_keys(tx, &c, keys, if_revision, changes)
-        })?;
+        prepare_delete(db, coll, keys)?;
+        let outcome =
+            self.run_doc_tx("deleting documents", delete_op(db, coll, keys, if_revision))?;
         Ok(self.pending(outcome))
+    }
+
+    /// [`Self::delete`] made idempotent by `rk` (see [`Self::insert_keyed`]).
+    pub fn delete_keyed(
+        &self,
+        db: &str,
+        coll: &str,
+        keys: &[String],
+        if_revision: Option<&str>,
+        rk: &RequestKey,
+        encode: impl Fn(&DeleteOutcome) -> Bytes,
+    ) -> Result<Pending<Bytes>> {
+        prepare_delete(db, coll, keys)?;
+        self.run_keyed(
+            "deleting documents",
+            rk,
+            encode,
+            delete_op(db, coll, keys, if_revision),
+        )
+    }
+
+    // ---- request keys --------------------------------------------------------------
+
+    /// Runs a document write made idempotent by `rk`, in one transaction that
+    /// (1) reads `rk`'s record and, when a live one exists, writes nothing and answers
+    /// with its stored response; else (2) runs `body`, encodes its result with
+    /// `encode`, and writes the record (response and expiry) next to the write.
+    ///
+    /// Both requests of a race between two with the same key read the record inside
+    /// their transaction, so the one that commits second conflicts and is rerun, and
+    /// then finds the record (see `request_keys.rs`). A failing `body` commits
+    /// nothing, so only successful writes are recorded. The answer, stored or fresh,
+    /// is acknowledged once durable; for a stored one that also covers the original
+    /// write, which committed before this request read its record.
+    pub(crate) fn run_keyed<T>(
+        &self,
+        what: &str,
+        rk: &RequestKey,
+        encode: impl Fn(&T) -> Bytes,
+        mut body: impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<T>,
+    ) -> Result<Pending<Bytes>> {
+        let response = self.run_doc_tx(what, |tx, changes| {
+            let now = now_ms();
+            if let Some(stored) = request_keys::lookup(&*tx, rk, now)? {
+                return Ok(stored);
+            }
+            let out = body(tx, changes)?;
+            let response = encode(&out);
+            request_keys::record(tx, rk, &response, now)?;
+            Ok(response)
+        })?;
+        Ok(self.pending(response))
+    }
+
+    /// The stored response of `rk`, if a live record exists (a point read on a fresh
+    /// snapshot). It resolves once durable: a record seen here may belong to a write
+    /// that committed a moment ago and is not synced yet.
+    pub fn request_key_response(&self, rk: &RequestKey) -> Result<Pending<Option<Bytes>>> {
+        let snap = self.engine.snapshot()?;
+        let found = request_keys::lookup(snap.as_ref(), rk, now_ms())?;
+        Ok(self.pending(found))
+    }
+
+    /// Deletes up to `limit` expired request key records, oldest first, in one
+    /// transaction; returns how many. Reads only the expiry index up to now, never a
+    /// live record. Call it repeatedly (off any async executor: it commits) until it
+    /// returns less than `limit`.
+    pub fn sweep_request_keys(&self, limit: usize) -> Result<usize> {
+        let now = now_ms();
+        self.run_tx("removing expired request keys", |tx| {
+            request_keys::sweep(tx, now, limit)
+        })
     }
 
     // ---- secondary indexes ---------------------------------------------------------
@@ -780,6 +904,55 @@ impl DocumentStore {
     }
 }
 
+/// Checks the names and prepares the documents of an insert.
+fn prepare_batch(db: &str, coll: &str, docs: Vec<Bytes>) -> Result<Vec<PreparedDoc>> {
+    validate_lookup_name("database", db)?;
+    validate_lookup_name("collection", coll)?;
+    let count = docs.len();
+    let mut prepared = Vec::with_capacity(count);
+    for (i, raw) in docs.iter().enumerate() {
+        let p = prepare_insert(raw)
+            .map_err(|m| StorageError::InvalidArgument(in_batch(count, i, m)))?;
+        prepared.push(p);
+    }
+    Ok(prepared)
+}
+
+/// Checks the names and parses the patch of an update.
+fn prepare_update(
+    db: &str,
+    coll: &str,
+    key: &str,
+    body: Bytes,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    validate_lookup_name("database", db)?;
+    validate_lookup_name("collection", coll)?;
+    validate_key(key)?;
+    parse_object(&body).map_err(StorageError::InvalidArgument)
+}
+
+/// Checks the names and keys of a delete.
+fn prepare_delete(db: &str, coll: &str, keys: &[String]) -> Result<()> {
+    validate_lookup_name("database", db)?;
+    validate_lookup_name("collection", coll)?;
+    for k in keys {
+        validate_key(k)?;
+    }
+    Ok(())
+}
+
+fn delete_op<'a>(
+    db: &'a str,
+    coll: &'a str,
+    keys: &'a [String],
+    if_revision: Option<&'a str>,
+) -> impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<DeleteOutcome> + 'a {
+    move |tx, changes| {
+        let c = load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
+        delete_keys(tx, &c, keys, if_revision, changes)
+    }
+}
+
 /// Writes the entries of every document of `c` into the new index `info`, inside
 /// `tx`. The scan of the collection joins the read set; duplicates of a unique index
 /// are found in memory (nothing else can write under the new id before the commit).
@@ -861,7 +1034,7 @@ pub(crate) fn collections_of<R: KvRead + ?Sized>(r: &R, db: &str) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::WaitDurable;
+    use crate::{RequestKey, WaitDurable};
 
     fn count(store: &DocumentStore, space: Space, prefix: &[u8]) -> usize {
         let snap = store.engine.snapshot().unwrap();
@@ -905,5 +1078,176 @@ mod tests {
         s.drop_collection("_system", "d").wait().await.unwrap();
         assert_eq!(count(&s, Space::Meta, &[PURGE_TAG]), 0);
         assert_eq!(count(&s, Space::Docs, &[]), 0);
+    }
+
+    fn keyed(user: &str, key: &str, window: Duration) -> RequestKey {
+        RequestKey::new(user, key, window).unwrap()
+    }
+
+    fn encode_keys(metas: &[DocMeta]) -> Bytes {
+        Bytes::from(
+            metas
+                .iter()
+                .map(|m| format!("{}@{}", m.key, m.rev))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+
+    /// A keyed insert applies once, answers with the stored bytes, and stores the
+    /// record and its expiry entry next to the document; a failed one stores none.
+    #[tokio::test]
+    async fn keyed_writes_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DocumentStore::open(StoreOptions::new(dir.path())).unwrap();
+        let rk = keyed("u", "k", Duration::from_secs(600));
+        let insert = |s: &DocumentStore| {
+            s.insert_keyed(
+                "_system",
+                "c",
+                vec![Bytes::from_static(b"{}")],
+                true,
+                &rk,
+                encode_keys,
+            )
+        };
+        let first = insert(&s).wait().await.unwrap();
+        let again = insert(&s).wait().await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(count(&s, Space::Docs, &[]), 1);
+        assert_eq!(count(&s, Space::Meta, b"X"), 1);
+        assert_eq!(count(&s, Space::Meta, b"Y"), 1);
+        assert_eq!(
+            s.request_key_response(&rk).wait().await.unwrap(),
+            Some(first)
+        );
+        // Another user's key is another write.
+        let other = keyed("v", "k", Duration::from_secs(600));
+        s.insert_keyed(
+            "_system",
+            "c",
+            vec![Bytes::from_static(b"{}")],
+            true,
+            &other,
+            encode_keys,
+        )
+        .wait()
+        .await
+        .unwrap();
+        assert_eq!(count(&s, Space::Docs, &[]), 2);
+        // A failing write records nothing.
+        let bad = keyed("u", "bad", Duration::from_secs(600));
+        let dup = s.insert_keyed(
+            "_system",
+            "c",
+            vec![Bytes::from_static(b"{\"_key\":\"x\"}"); 2],
+            true,
+            &bad,
+            encode_keys,
+        );
+        assert!(matches!(dup, Err(StorageError::Conflict(_))));
+        assert_eq!(s.request_key_response(&bad).wait().await.unwrap(), None);
+    }
+
+    /// Threads racing with one key on the real engine: one document, one answer.
+    #[tokio::test]
+    async fn racing_keyed_writes_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(DocumentStore::open(StoreOptions::new(dir.path())).unwrap());
+        for round in 0..20 {
+            let rk = keyed("u", &format!("race-{round}"), Duration::from_secs(600));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let s = s.clone();
+                    let rk = rk.clone();
+                    std::thread::spawn(move || {
+                        s.insert_keyed(
+                            "_system",
+                            "c",
+                            vec![Bytes::from_static(b"{}")],
+                            true,
+                            &rk,
+                            encode_keys,
+                        )
+                        .unwrap()
+                    })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for t in threads {
+                answers.push(t.join().unwrap().wait().await.unwrap());
+            }
+            assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+        }
+        assert_eq!(count(&s, Space::Docs, &[]), 20);
+    }
+
+    /// Expired records are ignored, replaced by a new write, and swept in bounded
+    /// batches that never touch live records.
+    #[tokio::test]
+    async fn expired_records_are_ignored_and_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DocumentStore::open(StoreOptions::new(dir.path())).unwrap();
+        let live = keyed("u", "live", Duration::from_secs(600));
+        s.insert_keyed(
+            "_system",
+            "c",
+            vec![Bytes::from_static(b"{}")],
+            true,
+            &live,
+            encode_keys,
+        )
+        .wait()
+        .await
+        .unwrap();
+        for i in 0..5 {
+            let short = keyed("u", &format!("short-{i}"), Duration::from_millis(1));
+            s.insert_keyed(
+                "_system",
+                "c",
+                vec![Bytes::from_static(b"{}")],
+                true,
+                &short,
+                encode_keys,
+            )
+            .wait()
+            .await
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let short = keyed("u", "short-0", Duration::from_millis(1));
+        assert_eq!(s.request_key_response(&short).wait().await.unwrap(), None);
+        assert_eq!(count(&s, Space::Meta, b"X"), 6);
+        assert_eq!(s.sweep_request_keys(2).unwrap(), 2);
+        assert_eq!(s.sweep_request_keys(10).unwrap(), 3);
+        assert_eq!(s.sweep_request_keys(10).unwrap(), 0);
+        assert_eq!(count(&s, Space::Meta, b"X"), 1);
+        assert_eq!(count(&s, Space::Meta, b"Y"), 1);
+        assert!(s
+            .request_key_response(&live)
+            .wait()
+            .await
+            .unwrap()
+            .is_some());
+        // An expired record that a new write replaced keeps only the new entry.
+        let again = keyed("u", "again", Duration::from_millis(1));
+        for _ in 0..2 {
+            s.insert_keyed(
+                "_system",
+                "c",
+                vec![Bytes::from_static(b"{}")],
+                true,
+                &again,
+                encode_keys,
+            )
+            .wait()
+            .await
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(count(&s, Space::Docs, &[]), 8);
+        assert_eq!(count(&s, Space::Meta, b"Y"), 2);
+        assert_eq!(s.sweep_request_keys(10).unwrap(), 1);
+        assert_eq!(count(&s, Space::Meta, b"X"), 1);
     }
 }

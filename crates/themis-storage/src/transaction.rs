@@ -34,6 +34,7 @@ use crate::kv::{KvEngine, KvSnapshot};
 use crate::names::{validate_key, validate_lookup_name};
 use crate::overlay::OverlayView;
 use crate::query::QuerySnapshot;
+use crate::request_keys::RequestKey;
 use crate::store::{DeleteOutcome, DocMeta};
 use crate::write::{in_batch, WriteTx};
 use crate::UpdateMode;
@@ -249,5 +250,14 @@ impl Transaction {
     pub fn commit(self) -> Result<Pending<()>> {
         self.usable()?;
         self.write.commit()
+    }
+
+    /// [`Self::commit`] made idempotent by `rk`: see [`crate::WriteTx::commit_keyed`].
+    /// `response` is the encoded answer to store with the commit; the result is it,
+    /// or the response an earlier commit with the same key stored (this transaction is
+    /// then rolled back).
+    pub fn commit_keyed(self, rk: &RequestKey, response: Bytes) -> Result<Pending<Bytes>> {
+        self.usable()?;
+        self.write.commit_keyed(rk, response)
     }
 }

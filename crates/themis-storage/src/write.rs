@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::catalog::{
-    coll_docs_prefix, corrupt, doc_key, read_collection, read_indexes, require_database,
+    coll_docs_prefix, corrupt, doc_key, now_ms, read_collection, read_indexes, require_database,
 };
 use crate::changes::{ChangeFeed, ChangeKind, ChangeRecord};
 use crate::document::{
@@ -35,6 +35,7 @@ use crate::kv::{KvRead, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
 use crate::overlay::{Overlay, TxCore, TxReader};
 use crate::query::{query_collection_not_found, CollectionHandle, DocIter};
+use crate::request_keys::{self, RequestKey};
 use crate::revision::{encode_revision, RevisionClock};
 use crate::store::{new_collection, DeleteOutcome, DocMeta};
 use crate::UpdateMode;
@@ -762,8 +763,46 @@ impl WriteTx {
             ));
         }
         let core = lock(&self.core).take().ok_or_else(finished)?;
-        match self.feed.commit(core.into_inner(), self.changes) {
-            Ok(()) => Ok(self.committer.pending(())),
+        Self::commit_tx(&self.feed, &self.committer, core.into_inner(), self.changes)
+    }
+
+    /// [`Self::commit`] made idempotent by `rk`: when `rk` already has a live record,
+    /// nothing of this transaction is applied (it is rolled back) and the answer is the
+    /// stored response; else the record holding `response` is written in the commit's
+    /// engine transaction, so it exists exactly when the commit does. The record is
+    /// read through the engine transaction: a concurrent commit that records the same
+    /// key makes this one conflict (see `request_keys.rs`).
+    pub fn commit_keyed(self, rk: &RequestKey, response: Bytes) -> Result<Pending<Bytes>> {
+        if self.broken {
+            return Err(StorageError::Internal(
+                "the transaction was not committed because a storage operation in it failed; \
+                 check the server log, then run it again"
+                    .to_string(),
+            ));
+        }
+        let core = lock(&self.core).take().ok_or_else(finished)?;
+        let mut tx = core.into_inner();
+        let now = now_ms();
+        if let Some(stored) = request_keys::lookup(tx.as_ref(), rk, now)? {
+            drop(tx);
+            return Ok(self.committer.pending(stored));
+        }
+        request_keys::record(tx.as_mut(), rk, &response, now)?;
+        let done = Self::commit_tx(&self.feed, &self.committer, tx, self.changes)?;
+        Ok(Pending {
+            value: response,
+            ticket: done.ticket,
+        })
+    }
+
+    fn commit_tx(
+        feed: &ChangeFeed,
+        committer: &GroupCommitter,
+        tx: Box<dyn KvTx>,
+        changes: Vec<ChangeRecord>,
+    ) -> Result<Pending<()>> {
+        match feed.commit(tx, changes) {
+            Ok(()) => Ok(committer.pending(())),
             Err(KvError::Conflict) => Err(StorageError::Contended(
                 "the transaction conflicted with a concurrent transaction that changed data \
                  it read or wrote; nothing was written: run it again"

@@ -7,19 +7,108 @@
 //! A request with a `transaction_id` runs inside that transaction instead (see
 //! `transactions`): its writes are answered once they are in the transaction, and
 //! become visible and durable with its commit.
+//!
+//! A write with a `request_key` is idempotent per user: its encoded response is
+//! stored with it in the same storage transaction, and a request with the same key
+//! gets that response back without running (see `crate::request_keys` and
+//! `DocumentStore::run_keyed`). Inside a transaction the key belongs on COMMIT_TX.
 
 use bytes::Bytes;
+use prost::Message;
 use themis_proto::wire;
 use themis_proto::wire::{
     CreateRequest, CreateResponse, DeleteRequest, DeleteResponse, ReadRequest, ReadResponse,
     UpdateMode, UpdateRequest, UpdateResponse,
 };
-use themis_storage::{DocumentStore, StorageError, Transaction, UpdateMode as StoreMode};
+use themis_proto::{ErrorCode, ErrorExt, TypedResponse};
+use themis_storage::{
+    DocMeta, DocumentStore, Pending, RequestKey, StorageError, Transaction, UpdateMode as StoreMode,
+};
 
 use super::transactions::Access;
 use super::{database_of, fail, invalid, storage_error, write, ConnState};
+use crate::request_keys::request_key;
 use crate::session::Session;
 use crate::Shared;
+
+/// The request key of a write outside a transaction (`None` when the request has
+/// none). A key on a request inside a transaction is refused: the transaction's
+/// writes apply at COMMIT_TX, so that is where the key goes.
+fn key_of(
+    shared: &Shared,
+    session: &Session,
+    key: &str,
+    transaction_id: &str,
+) -> Result<Option<RequestKey>, wire::Error> {
+    if !key.is_empty() && !transaction_id.is_empty() {
+        return Err(wire::Error::new(
+            ErrorCode::ErrInvalidArgument,
+            "a request_key cannot go on a request inside a transaction: its writes apply \
+             when the transaction commits, so put the request_key on COMMIT_TX",
+        ));
+    }
+    request_key(
+        &session.username,
+        key,
+        shared.config.server.request_key_window,
+    )
+}
+
+/// Runs a keyed write (see the module doc): waits for the key's gate, commits on a
+/// writer thread (the gate is released when the commit returns), awaits durability,
+/// and decodes the response bytes, fresh or stored, into the typed response.
+pub(crate) async fn keyed_write<R: Message + Default + TypedResponse>(
+    shared: &Shared,
+    rk: RequestKey,
+    commit: impl FnOnce(&DocumentStore, &RequestKey) -> Result<Pending<Bytes>, StorageError>
+        + Send
+        + 'static,
+) -> R {
+    let gate = shared.request_keys.enter(&rk).await;
+    let stored = write(shared, move |s| {
+        let out = commit(s, &rk);
+        drop(gate);
+        out
+    })
+    .await;
+    match stored {
+        Ok(bytes) => decode_stored(&bytes),
+        Err(e) => fail(storage_error(e)),
+    }
+}
+
+/// A stored response, decoded; a record that does not decode is an internal error.
+pub(crate) fn decode_stored<R: Message + Default + TypedResponse>(bytes: &[u8]) -> R {
+    R::decode(bytes).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a stored request key response does not decode");
+        fail(wire::Error::new(
+            ErrorCode::ErrInternal,
+            format!(
+                "the stored answer of this request_key is corrupt ({e}); send the write \
+                 again with a new request_key after checking whether it was applied"
+            ),
+        ))
+    })
+}
+
+fn create_response(bulk: bool, metas: &[DocMeta]) -> CreateResponse {
+    if bulk {
+        return CreateResponse {
+            success: true,
+            document_ids: metas.iter().map(|m| m.key.clone()).collect(),
+            ..Default::default()
+        };
+    }
+    match metas.last() {
+        Some(meta) => CreateResponse {
+            success: true,
+            document_id: meta.key.clone(),
+            revision: meta.rev.clone(),
+            ..Default::default()
+        },
+        None => invalid("no document was stored"),
+    }
+}
 
 fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
@@ -59,6 +148,19 @@ pub(crate) async fn create(
     };
     let auto_create = shared.config.server.auto_create_collections;
     let coll = req.collection;
+    let rk = match key_of(shared, session, &req.request_key, &req.transaction_id) {
+        Ok(rk) => rk,
+        Err(e) => return fail(e),
+    };
+    if let Some(rk) = rk {
+        let db = database_of(&req.database, session).to_string();
+        return keyed_write(shared, rk, move |s, rk| {
+            s.insert_keyed(&db, &coll, docs, auto_create, rk, |metas| {
+                create_response(bulk, metas).encode_to_vec().into()
+            })
+        })
+        .await;
+    }
     let stored = if req.transaction_id.is_empty() {
         let db = database_of(&req.database, session).to_string();
         write(shared, move |s| s.insert(&db, &coll, docs, auto_create))
@@ -77,20 +179,7 @@ pub(crate) async fn create(
         .await
     };
     match stored {
-        Ok(metas) if bulk => CreateResponse {
-            success: true,
-            document_ids: metas.into_iter().map(|m| m.key).collect(),
-            ..Default::default()
-        },
-        Ok(mut metas) => match metas.pop() {
-            Some(meta) => CreateResponse {
-                success: true,
-                document_id: meta.key,
-                revision: meta.rev,
-                ..Default::default()
-            },
-            None => invalid("no document was stored"),
-        },
+        Ok(metas) => create_response(bulk, &metas),
         Err(e) => fail(e),
     }
 }
@@ -164,6 +253,26 @@ pub(crate) async fn update(
     if req.document.is_empty() {
         return invalid("UpdateRequest has no document: set document to a JSON object");
     }
+    let rk = match key_of(shared, session, &req.request_key, &req.transaction_id) {
+        Ok(rk) => rk,
+        Err(e) => return fail(e),
+    };
+    if let Some(rk) = rk {
+        let db = database_of(&req.database, session).to_string();
+        return keyed_write(shared, rk, move |s, rk| {
+            s.update_keyed(
+                &db,
+                &req.collection,
+                &req.document_id,
+                req.document,
+                mode,
+                non_empty(&req.if_revision),
+                rk,
+                |meta| update_response(meta).encode_to_vec().into(),
+            )
+        })
+        .await;
+    }
     let updated = if req.transaction_id.is_empty() {
         let db = database_of(&req.database, session).to_string();
         let update = move |s: &DocumentStore| {
@@ -194,13 +303,17 @@ pub(crate) async fn update(
         in_transaction(shared, conn, &id, &db, Access::Write, update).await
     };
     match updated {
-        Ok(meta) => UpdateResponse {
-            success: true,
-            document_id: meta.key,
-            revision: meta.rev,
-            ..Default::default()
-        },
+        Ok(meta) => update_response(&meta),
         Err(e) => fail(e),
+    }
+}
+
+fn update_response(meta: &DocMeta) -> UpdateResponse {
+    UpdateResponse {
+        success: true,
+        document_id: meta.key.clone(),
+        revision: meta.rev.clone(),
+        ..Default::default()
     }
 }
 
@@ -210,6 +323,33 @@ pub(crate) async fn delete(
     conn: &ConnState,
     mut req: DeleteRequest,
 ) -> DeleteResponse {
+    let rk = match key_of(shared, session, &req.request_key, &req.transaction_id) {
+        Ok(rk) => rk,
+        Err(e) => return fail(e),
+    };
+    if let Some(rk) = rk {
+        let db = database_of(&req.database, session).to_string();
+        return keyed_write(shared, rk, move |s, rk| {
+            s.delete_keyed(
+                &db,
+                &req.collection,
+                &req.document_ids,
+                non_empty(&req.if_revision),
+                rk,
+                |outcome| {
+                    DeleteResponse {
+                        success: true,
+                        deleted_count: outcome.deleted,
+                        not_found: outcome.not_found.clone(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec()
+                    .into()
+                },
+            )
+        })
+        .await;
+    }
     let deleted = if req.transaction_id.is_empty() {
         let db = database_of(&req.database, session).to_string();
         let delete = move |s: &DocumentStore| {

@@ -28,7 +28,8 @@ pub const SERVER_FEATURES: u64 = features::MULTIPLEXING
     | features::TRANSACTIONS
     | features::SUBSCRIPTIONS
     | features::BULK_WRITES
-    | features::ADMIN;
+    | features::ADMIN
+    | features::REQUEST_KEYS;
 
 /// Runs a handshake; on success also returns the session to bind the connection to.
 /// `client_cert` is the DER certificate the client presented in the TLS handshake.

@@ -157,7 +157,7 @@ pub(crate) async fn dispatch(
             codec,
             op,
             request_id,
-            &transactions::commit(shared, conn, r).await,
+            &transactions::commit(shared, session, conn, r).await,
         ),
         Request::RollbackTx(r) => response_frame(
             codec,

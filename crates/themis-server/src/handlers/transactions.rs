@@ -34,16 +34,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use prost::Message;
 use themis_proto::wire::{
     self, BeginTxRequest, BeginTxResponse, CommitTxRequest, CommitTxResponse, ErrorCode,
     IsolationLevel, RollbackTxRequest, RollbackTxResponse,
 };
 use themis_proto::ErrorExt;
-use themis_storage::{Isolation, Transaction};
+use themis_storage::{Isolation, Pending, RequestKey, Transaction};
 use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::{database_of, fail, invalid, job_error, storage_error, ConnState};
 use crate::pools::ThreadPool;
+use crate::request_keys::{request_key, KeyGuard};
 use crate::session::Session;
 use crate::Shared;
 
@@ -362,12 +365,25 @@ impl Transactions {
         }
     }
 
-    /// Commits transaction `id`; see [`commit`].
-    async fn commit(&self, shared: &Shared, id: &str) -> Result<(), wire::Error> {
-        let handle = self.find(id, "", Access::Read)?;
+    /// Commits transaction `id`; see [`commit`]. With a request key (and its gate,
+    /// held until the storage commit returns) the answer is the response bytes, fresh
+    /// or stored; an `id` that is not open here is answered from the key's record
+    /// when there is one.
+    async fn commit(
+        &self,
+        shared: &Shared,
+        id: &str,
+        key: Option<(RequestKey, KeyGuard)>,
+    ) -> Result<Option<Bytes>, wire::Error> {
+        let handle = match self.find(id, "", Access::Read) {
+            Ok(handle) => handle,
+            Err(e) => return stored_or(shared, key, e).await,
+        };
         let mut slot = handle.lock().await?;
         let Some(tx) = slot.tx.take() else {
-            return Err(ended(&handle, &slot));
+            let e = ended(&handle, &slot);
+            drop(slot);
+            return stored_or(shared, key, e).await;
         };
         if let Some(why) = tx.aborted() {
             // COMMIT ends the transaction whatever happens (as in PostgreSQL, where
@@ -383,7 +399,21 @@ impl Transactions {
             self.finish(&handle, &mut slot, Ended::CommitFailed);
             return Err(e);
         }
-        let committed = shared.writers.run(move || tx.commit()).await;
+        let committed = shared
+            .writers
+            .run(move || match key {
+                None => tx.commit().map(Committed::Plain),
+                Some((rk, gate)) => {
+                    let response = CommitTxResponse {
+                        success: true,
+                        ..Default::default()
+                    };
+                    let out = tx.commit_keyed(&rk, response.encode_to_vec().into());
+                    drop(gate);
+                    out.map(Committed::Keyed)
+                }
+            })
+            .await;
         let pending = match committed {
             Ok(Ok(pending)) => pending,
             Ok(Err(e)) => {
@@ -398,7 +428,11 @@ impl Transactions {
         // Applied and visible; what remains is durability, which needs no lock.
         self.finish(&handle, &mut slot, Ended::Committed);
         drop(slot);
-        pending.wait().await.map_err(storage_error)
+        match pending {
+            Committed::Plain(p) => p.wait().await.map(|()| None),
+            Committed::Keyed(p) => p.wait().await.map(Some),
+        }
+        .map_err(storage_error)
     }
 
     /// Rolls back transaction `id`.
@@ -545,15 +579,56 @@ pub(crate) async fn begin(
     }
 }
 
+/// A commit's durability ticket: plain, or with the response bytes of a keyed commit.
+enum Committed {
+    Plain(Pending<()>),
+    Keyed(Pending<Bytes>),
+}
+
+/// For a keyed COMMIT_TX whose transaction is not open here (its connection died and
+/// the client resent the commit on a new one, or it was committed already): the
+/// stored answer when the key has a live record, else `e`. The gate is held during
+/// the lookup, so a commit with the key still running elsewhere has finished first.
+async fn stored_or(
+    shared: &Shared,
+    key: Option<(RequestKey, KeyGuard)>,
+    e: wire::Error,
+) -> Result<Option<Bytes>, wire::Error> {
+    let Some((rk, gate)) = key else {
+        return Err(e);
+    };
+    let found = shared.store.request_key_response(&rk);
+    drop(gate);
+    match found.map_err(storage_error)?.wait().await {
+        Ok(Some(bytes)) => Ok(Some(bytes)),
+        Ok(None) => Err(e),
+        Err(se) => Err(storage_error(se)),
+    }
+}
+
 pub(crate) async fn commit(
     shared: &Shared,
+    session: &Session,
     conn: &ConnState,
     req: CommitTxRequest,
 ) -> CommitTxResponse {
-    let done = conn.transactions.commit(shared, &req.transaction_id).await;
+    let window = shared.config.server.request_key_window;
+    let key = match request_key(&session.username, &req.request_key, window) {
+        Ok(None) => None,
+        Ok(Some(rk)) => {
+            let gate = shared.request_keys.enter(&rk).await;
+            Some((rk, gate))
+        }
+        Err(e) => return fail(e),
+    };
+    let done = conn
+        .transactions
+        .commit(shared, &req.transaction_id, key)
+        .await;
     conn.cursors.close_ended();
     match done {
-        Ok(()) => CommitTxResponse {
+        Ok(Some(bytes)) => super::documents::decode_stored(&bytes),
+        Ok(None) => CommitTxResponse {
             success: true,
             ..Default::default()
         },
