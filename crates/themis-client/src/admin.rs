@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use themis_proto::wire::{self, admin_request::Action};
 use themis_proto::OpCode;
 
-use crate::client::Client;
+use crate::client::{Client, Resend};
 use crate::collection::Collection;
 use crate::error::{Error, Result};
 
@@ -136,7 +136,13 @@ impl Client {
             action: Some(action),
             ..Default::default()
         };
-        let response: wire::AdminResponse = self.call_as(OpCode::OpAdmin, &request, read).await?;
+        let response: wire::AdminResponse = self
+            .call_as(
+                OpCode::OpAdmin,
+                &request,
+                if read { Resend::Read } else { Resend::Never },
+            )
+            .await?;
         if response.result.is_empty() {
             return Ok(Value::Null);
         }

@@ -1,298 +1,74 @@
-//! [`Client`]: the cloneable handle, the handshake, and the request path every typed
-//! call goes through.
+//! [`Client`]: the cloneable handle and the request path every typed call goes
+//! through.
 //!
-//! A `Client` is an `Arc` around a [`Link`] — "a pool of one": the current
-//! established session (a handshaken [`Connection`] plus what the server said about
-//! it), replaced when it dies — and the name of the database its requests address.
-//! Clones, [`Client::database`] handles and [`Collection`]s all share that link and
-//! its one multiplexed connection; the connection closes when the last of them is
-//! dropped (or when it is replaced and its last pinned user is gone).
+//! A `Client` is an `Arc` around a [`Pool`] (see `pool`: the connections, how one is
+//! chosen per request, reconnection, keep-alive, statistics) and the name of the
+//! database its requests address. Clones, [`Client::database`] handles and
+//! [`Collection`]s all share that pool; its connections close when the last of them is
+//! dropped.
 //!
-//! The seam for pooling (ADR 0007): [`open_session`] is the only place a connection is
-//! made and authenticated, and [`Client::transport`] the only place a request picks
-//! the session it goes out on. Today it picks the link's current session; when that
-//! session's connection is closed or draining (GOAWAY received), it first reconnects
-//! (`Link::live_session`: one reconnect at a time, session resume by token, else the
-//! credentials, with the [`RetryPolicy`] backoff, each attempt bounded by
-//! `connect_timeout` and the whole by the request's `request_timeout`). When every
-//! attempt the policy allows failed, the server is marked down for a few seconds
-//! and requests meanwhile fail at once (naming the address) instead of each
-//! retrying in turn. A full pool
-//! replaces the one session with several and chooses among them there.
+//! Each request leases a connection from the pool for its round trip
+//! ([`Client::exchange`]). When the connection dies under it (`ConnectionClosed`,
+//! `GoAway`, I/O), the request is sent once more, on another connection, when that is
+//! safe:
+//! * reads — `READ`, `PING`, `BEGIN_TX` (the server drops a transaction with its
+//!   connection), an `explain`, ADMIN listings, stats and who-am-i;
+//! * writes that carry a request key (`CREATE`, `UPDATE`, `DELETE` made through
+//!   [`Collection`]), when the server advertised `FEATURE_REQUEST_KEYS`: the server
+//!   remembers the key with the write, in the same storage transaction, and answers a
+//!   resend with the first answer instead of applying it twice;
+//! * any request refused before it was queued for the socket (the connection was found
+//!   closed): it was certainly not sent.
 //!
-//! Retries: a request whose connection died under it (`ConnectionClosed`, `GoAway`,
-//! I/O) is sent once more, on a fresh connection, when it is a read — `READ`, `PING`,
-//! `BEGIN_TX` (the server drops a transaction with its connection), an `explain`,
-//! and ADMIN listings, stats and who-am-i. `QUERY` is never retried: the client cannot
-//! tell a reading AQL query from a writing one. Writes are not retried: they fail with
-//! the connection error, saying the write may or may not have been applied. A request
-//! refused before it was queued for the socket (the connection was found closed) was
-//! certainly not sent, and goes out on a fresh connection whatever it is.
+//! A read or a keyed write answered with `ERR_UNAVAILABLE` (what a server shutting
+//! down answers to requests that reach it after its GOAWAY, without executing them) is
+//! sent again too, up to three times.
+//!
+//! `QUERY` is never sent again (the client cannot tell a reading AQL query from a
+//! writing one), nor is a write without a key: they fail with the connection error,
+//! saying the write may or may not have been applied.
 //!
 //! Pinned state: a [`crate::Transaction`] and a query's cursor keep the `Arc<Session>`
-//! they began on (a pinned `Client`), never the link, and never reconnect: when that
+//! they began on (a pinned `Client`), never the pool, and never reconnect: when that
 //! connection dies their requests fail with [`Error::StateLost`].
-//!
-//! Keep-alive: each session opened by a link gets a task that pings when the
-//! connection has been quiet for `min(keepalive_interval, server idle_timeout × 0.4)`
-//! (a little over the third at which a subscription pings on its own),
-//! and closes it when a ping goes unanswered for `connect_timeout`; it ends with the
-//! session. [`Client::reconnect`] (used by subscriptions, each on a connection of its
-//! own) makes a new link.
 //!
 //! Invariants: a request that fails is always an `Err`, never a response with
 //! `success = false` — except from [`Client::raw_request`], which returns typed
 //! responses untouched so tests can look at them. No request waits longer than its
-//! `request_timeout`, reconnecting included.
+//! `request_timeout`, waiting for a connection included.
 
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use prost::Message;
-use themis_proto::{features, wire, ErrorCode, OpCode, TypedResponse, PROTOCOL_VERSION};
-use tokio::net::TcpStream;
+use themis_proto::{wire, OpCode, TypedResponse};
 
 use crate::collection::Collection;
-use crate::connection::{Connection, Failed, Frame, FrameStream, IsLast, StreamItem};
-use crate::error::{check, Error, ErrorKind, Result};
-use crate::options::{Auth, ClientOptions, ConnectTarget, DEFAULT_DATABASE};
-use crate::retry::{Retry, RetryPolicy};
+use crate::connection::{Failed, Frame, FrameStream, IsLast, StreamItem};
+use crate::error::{check, Error, Result};
+use crate::options::{ClientOptions, ConnectTarget};
+use crate::pool::{unix_millis, Lease, Pool, PoolStats, Session};
 
-/// Everything this client can do, advertised in the handshake.
-const CLIENT_FEATURES: u64 = features::MULTIPLEXING
-    | features::CURSORS
-    | features::TRANSACTIONS
-    | features::SUBSCRIPTIONS
-    | features::BULK_WRITES
-    | features::ADMIN;
-
-/// After a whole reconnect failed, requests fail fast for this long before the next
-/// one tries again.
-const DOWN_FOR: Duration = Duration::from_secs(5);
-
-/// The shortest keep-alive interval, whatever the server's idle timeout.
-const MIN_KEEPALIVE: Duration = Duration::from_millis(50);
-
-/// One authenticated connection and what the server told us in the handshake.
-pub(crate) struct Session {
-    connection: Connection,
-    session_token: String,
-    server_info: wire::ServerInfo,
+/// When a request whose connection died under it may be sent again (see the module
+/// docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// Never: it may have been applied.
+    Never,
+    /// It only reads.
+    Read,
+    /// It carries a request key: when the server deduplicates them.
+    Keyed,
 }
 
-/// What clones of a [`Client`] share: the current session, replaced when it dies.
-struct Link {
-    current: RwLock<Arc<Session>>,
-    /// Held while reconnecting, so only one reconnect runs at a time.
-    reconnecting: tokio::sync::Mutex<()>,
-    options: ClientOptions,
-    /// Where it connects.
-    target: ConnectTarget,
-    /// The connection's default database, from the first handshake.
-    default_database: String,
-    /// Set when a whole reconnect (every attempt its policy allows) failed: until
-    /// when requests fail fast instead of each trying again, and why.
-    down: Mutex<Option<(Instant, String)>>,
-}
-
-impl Link {
-    fn new(session: Session, options: ClientOptions, target: ConnectTarget) -> Arc<Self> {
-        let default_database = if session.server_info.database.is_empty() {
-            options
-                .database
-                .clone()
-                .unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
+impl Resend {
+    /// `Read` for reading opcodes, else `Never`.
+    pub(crate) fn of(opcode: OpCode) -> Self {
+        if is_read(opcode) {
+            Self::Read
         } else {
-            session.server_info.database.clone()
-        };
-        let session = Arc::new(session);
-        let link = Arc::new(Self {
-            current: RwLock::new(session.clone()),
-            reconnecting: tokio::sync::Mutex::new(()),
-            options,
-            target,
-            default_database,
-            down: Mutex::new(None),
-        });
-        link.start_keepalive(&session);
-        link
-    }
-
-    fn current(&self) -> Arc<Session> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The current session if its connection takes requests; else a new one, made
-    /// before `deadline` (the request's own time limit).
-    async fn live_session(&self, opcode: OpCode, deadline: Instant) -> Result<Arc<Session>> {
-        let session = self.current();
-        if !session.connection.is_closed() {
-            return Ok(session);
+            Self::Never
         }
-        let addr = self.target.addr();
-        let too_late = || Error::Timeout {
-            operation: format!(
-                "reconnecting to {addr} for a {} request",
-                opcode.as_str_name()
-            ),
-            after: self.options.request_timeout,
-        };
-        self.fail_fast_if_down(&addr)?;
-        let _one_at_a_time = tokio::time::timeout_at(deadline.into(), self.reconnecting.lock())
-            .await
-            .map_err(|_| too_late())?;
-        // Someone else may have reconnected (or given up) while this waited.
-        let old = self.current();
-        if !old.connection.is_closed() {
-            return Ok(old);
-        }
-        self.fail_fast_if_down(&addr)?;
-        let gave_up = |error: Error| {
-            *self.down.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((Instant::now() + DOWN_FOR, error.to_string()));
-            error
-        };
-        let policy = RetryPolicy::default();
-        let mut retry = Retry::new(&policy);
-        loop {
-            let attempt = tokio::time::timeout_at(
-                deadline.into(),
-                resume_or_login(&self.target, &self.options, &old.session_token),
-            )
-            .await
-            .map_err(|_| too_late())?;
-            let error = match attempt {
-                Ok(session) => {
-                    *self.down.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    let session = Arc::new(session);
-                    tracing::info!(peer = session.connection.peer(), "reconnected");
-                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = session.clone();
-                    self.start_keepalive(&session);
-                    return Ok(session);
-                }
-                // Credentials refused, TLS misconfigured: waiting will not help.
-                Err(e) if e.kind() != ErrorKind::Connection || matches!(e, Error::Tls(_)) => {
-                    return Err(e)
-                }
-                Err(e) => e,
-            };
-            let Some(delay) = retry.next_delay(error.retry_after()) else {
-                return Err(gave_up(error));
-            };
-            if Instant::now() + delay >= deadline {
-                return Err(error);
-            }
-            tracing::debug!(%addr, attempt = retry.failures(), ?delay, error = %error, "reconnecting failed; retrying");
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// Fails at once while the server is marked down (a whole reconnect failed
-    /// recently), so a burst of requests does not retry one after another.
-    fn fail_fast_if_down(&self, addr: &str) -> Result<()> {
-        let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
-        match &*down {
-            Some((until, why)) if Instant::now() < *until => Err(Error::ConnectionClosed {
-                reason: format!(
-                    "could not reconnect to {addr} ({why}); the next attempt is in {:?}",
-                    until.saturating_duration_since(Instant::now())
-                ),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Spawns the keep-alive task of `session` (see the module docs).
-    fn start_keepalive(&self, session: &Arc<Session>) {
-        let Some(interval) = self.options.keepalive_interval else {
-            return;
-        };
-        let every = match session.server_info.idle_timeout_ms {
-            0 => interval,
-            // A little over a third, so it never doubles the pings of a subscription
-            // (which pings every third of the idle timeout on its own).
-            ms => interval.min(Duration::from_millis(u64::from(ms)) * 2 / 5),
-        }
-        .max(MIN_KEEPALIVE);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(keepalive(
-            Arc::downgrade(session),
-            every,
-            self.options.connect_timeout,
-        ));
-    }
-}
-
-/// Pings `session` whenever it has been quiet for `every`; closes it when a ping is not
-/// answered within `limit`. Ends when the session is dropped or its connection closes.
-async fn keepalive(session: Weak<Session>, every: Duration, limit: Duration) {
-    loop {
-        let wait = {
-            let Some(session) = session.upgrade() else {
-                return;
-            };
-            if session.connection.is_closed() {
-                return;
-            }
-            every.saturating_sub(session.connection.quiet_for())
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-            continue;
-        }
-        let Some(session) = session.upgrade() else {
-            return;
-        };
-        let ping = wire::Ping {
-            timestamp_ms: unix_millis(),
-        };
-        match session
-            .connection
-            .request(OpCode::OpPing, &ping, Some(limit))
-            .await
-        {
-            Ok(_) => tracing::trace!(peer = session.connection.peer(), "keep-alive pong"),
-            Err(Error::Timeout { .. }) => {
-                let reason = format!(
-                    "no answer from {} to a keep-alive ping within {limit:?} (connect_timeout)",
-                    session.connection.peer()
-                );
-                tracing::warn!(%reason, "closing the connection");
-                session.connection.close(reason);
-                return;
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// A new session for the same user: resumes `token`'s session; if the server no
-/// longer knows it (expired, or the server restarted), authenticates with the
-/// credentials again.
-async fn resume_or_login(
-    target: &ConnectTarget,
-    options: &ClientOptions,
-    token: &str,
-) -> Result<Session> {
-    let token = (!token.is_empty()).then_some(token);
-    let resumed = open_session(target.clone(), options.clone(), token).await;
-    match resumed {
-        Err(e)
-            if token.is_some()
-                && matches!(
-                    e.code(),
-                    Some(ErrorCode::ErrAuthFailed | ErrorCode::ErrUnauthenticated)
-                ) =>
-        {
-            tracing::debug!(error = %e, "session resume refused; handshaking with credentials");
-            open_session(target.clone(), options.clone(), None).await
-        }
-        other => other,
     }
 }
 
@@ -301,12 +77,15 @@ async fn resume_or_login(
 pub(crate) enum Holder {
     Transaction(Arc<str>),
     Cursor,
+    /// A stream of frames (a subscription).
+    Stream,
 }
 
 /// A session that requests must use, and no other.
 #[derive(Clone)]
 struct Pinned {
-    session: Arc<Session>,
+    /// The connection's pool slot, held until the last clone of the handle is dropped.
+    lease: Arc<Lease>,
     holder: Holder,
 }
 
@@ -334,6 +113,8 @@ impl Pinned {
                      (cause: {cause})"
                 ),
             },
+            // A stream's owner (a subscription) resumes elsewhere on connection errors.
+            Holder::Stream => cause,
         }
     }
 }
@@ -356,12 +137,12 @@ fn with_context(error: Error, context: &str) -> Error {
     }
 }
 
-/// A handle to a ThemisDB server. Cheap to clone; clones share one multiplexed
-/// connection, and calls from many tasks run concurrently over it. When that
-/// connection dies the next request reconnects (see the module docs).
+/// A handle to a ThemisDB deployment (one server or several). Cheap to clone; clones
+/// share one pool of multiplexed connections, and calls from many tasks run
+/// concurrently over it. The pool reconnects by itself (see the module docs).
 #[derive(Clone)]
 pub struct Client {
-    link: Arc<Link>,
+    pool: Arc<Pool>,
     /// Set for a transaction's or a cursor's handle: the session it must use.
     pinned: Option<Pinned>,
     /// The database requests address; `None` = the connection's default.
@@ -372,6 +153,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let session = self.session();
         f.debug_struct("Client")
+            .field("targets", &self.pool.addrs())
             .field("peer", &session.connection.peer())
             .field("database", &self.database_name())
             .field("username", &session.server_info.username)
@@ -382,8 +164,10 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects to `host:port` (no credentials) or
-    /// `themis://user:pass@host:port/db`, and performs the handshake.
+    /// Connects to `host:port` (no credentials), `host1:port1,host2:port2`, or
+    /// `themis://user:pass@host:port/db` (also with several hosts), and performs the
+    /// handshake: with the first target that answers, then (with
+    /// [`ClientOptions::enable_warmup`]) the pool's minimum with every target.
     pub async fn connect(addr_or_url: &str) -> Result<Self> {
         Self::connect_with(addr_or_url, ClientOptions::default()).await
     }
@@ -394,18 +178,17 @@ impl Client {
     pub async fn connect_with(addr_or_url: &str, options: ClientOptions) -> Result<Self> {
         let target = ConnectTarget::parse(addr_or_url)?;
         let options = target.apply_to(options);
-        let session = open_session(target.clone(), options.clone(), None).await?;
         Ok(Self {
-            link: Link::new(session, options, target),
+            pool: Pool::connect(target, options).await?,
             pinned: None,
             database: None,
         })
     }
 
-    /// A handle whose requests address database `name` (over the same connection).
+    /// A handle whose requests address database `name` (over the same pool).
     pub fn database(&self, name: &str) -> Client {
         Client {
-            link: self.link.clone(),
+            pool: self.pool.clone(),
             pinned: self.pinned.clone(),
             database: Some(Arc::from(name)),
         }
@@ -420,13 +203,15 @@ impl Client {
     pub fn database_name(&self) -> &str {
         match &self.database {
             Some(name) => name,
-            None => &self.link.default_database,
+            None => &self.pool.default_database,
         }
     }
 
-    /// The session token of the current connection (for resuming the session later).
-    /// A resumed session keeps its token; one made with the credentials again (after
-    /// a server restart) has a new one.
+    /// The session token of the current connection (for a handle that is not pinned:
+    /// one of the pool's open connections, else the last one opened), for resuming the
+    /// session later. A resumed session
+    /// keeps its token; one made with the credentials again (after a server restart)
+    /// has a new one.
     pub fn session_token(&self) -> String {
         self.session().session_token.clone()
     }
@@ -438,7 +223,12 @@ impl Client {
 
     /// The options this client was connected with (URL parts applied).
     pub fn options(&self) -> &ClientOptions {
-        &self.link.options
+        &self.pool.options
+    }
+
+    /// A snapshot of the connection pool: what is open and what happened so far.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     /// Requests sent on the current connection and not yet answered; a live
@@ -447,11 +237,15 @@ impl Client {
         self.session().connection.in_flight()
     }
 
-    /// Whether the current connection refuses new requests (closed, failed, or the
-    /// server sent GOAWAY). The next request reconnects; a transaction's or cursor's
-    /// handle stays closed.
+    /// For a transaction's or cursor's handle: whether its connection refuses new
+    /// requests (closed, failed, or the server sent GOAWAY); it stays closed. For any
+    /// other handle: whether the pool has no open connection now (the next request
+    /// waits for one).
     pub fn is_closed(&self) -> bool {
-        self.session().connection.is_closed()
+        match &self.pinned {
+            Some(pinned) => pinned.lease.session.connection.is_closed(),
+            None => self.pool.any_open().is_none(),
+        }
     }
 
     /// Measures a round trip (`OP_PING` answered by `OP_PONG`).
@@ -480,85 +274,100 @@ impl Client {
         Req: Message,
         Resp: Message + Default,
     {
-        let (frame, _) = self.exchange(opcode, request, is_read(opcode)).await?;
+        let (frame, _) = self.exchange(opcode, request, Resend::of(opcode)).await?;
         decode_answer(opcode, frame)
     }
 
     /// Sends a request whose answer is a typed response, and turns `success = false`
-    /// into its error. Retried once after a connection failure when `opcode` is a read
-    /// (see the module docs).
+    /// into its error. Sent again after a connection failure when that is safe for
+    /// `opcode` ([`Resend::of`]; writes with a request key use [`Self::call_as`]).
     pub(crate) async fn call<Req, Resp>(&self, opcode: OpCode, request: &Req) -> Result<Resp>
     where
         Req: Message,
         Resp: TypedResponse,
     {
-        self.call_as(opcode, request, is_read(opcode)).await
+        self.call_as(opcode, request, Resend::of(opcode)).await
     }
 
-    /// [`Self::call`], saying whether the request only reads (and may be retried).
+    /// [`Self::call`], saying when the request may be sent again.
     pub(crate) async fn call_as<Req, Resp>(
         &self,
         opcode: OpCode,
         request: &Req,
-        read: bool,
+        resend: Resend,
     ) -> Result<Resp>
     where
         Req: Message,
         Resp: TypedResponse,
     {
-        let (frame, _) = self.exchange(opcode, request, read).await?;
+        let (frame, _) = self.exchange(opcode, request, resend).await?;
         check(decode_answer(opcode, frame)?)
     }
 
-    /// [`Self::call_as`], also returning a handle pinned to the session that answered
-    /// (holding `holder` there). A handle pinned already returns itself.
+    /// [`Self::call_as`], also returning a handle pinned to the connection that
+    /// answered (holding `holder` there, and a slot of the pool's until the last clone
+    /// of the handle is dropped). A handle pinned already returns itself.
     pub(crate) async fn call_pinning<Req, Resp>(
         &self,
         opcode: OpCode,
         request: &Req,
-        read: bool,
+        resend: Resend,
         holder: impl FnOnce(&Resp) -> Holder,
     ) -> Result<(Resp, Client)>
     where
         Req: Message,
         Resp: TypedResponse,
     {
-        let (frame, session) = self.exchange(opcode, request, read).await?;
+        let (frame, lease) = self.exchange(opcode, request, resend).await?;
         let response: Resp = check(decode_answer(opcode, frame)?)?;
-        let pinned = match &self.pinned {
-            Some(_) => self.clone(),
-            None => Client {
-                link: self.link.clone(),
+        let pinned = self.pinned_to(lease, holder(&response));
+        Ok((response, pinned))
+    }
+
+    /// This handle pinned to `lease`'s session (itself when pinned already).
+    fn pinned_to(&self, lease: Option<Lease>, holder: Holder) -> Client {
+        match (&self.pinned, lease) {
+            (None, Some(lease)) => Client {
+                pool: self.pool.clone(),
                 pinned: Some(Pinned {
-                    session,
-                    holder: holder(&response),
+                    lease: Arc::new(lease),
+                    holder,
                 }),
                 database: self.database.clone(),
             },
-        };
-        Ok((response, pinned))
+            _ => self.clone(),
+        }
     }
 
     /// Sends a request answered by a stream of frames (see `connection`) and waits
     /// up to the request timeout for its first frame, the typed response. Returns it
-    /// undecoded, with the stream that delivers the frames after it.
+    /// undecoded, with the stream that delivers the frames after it and a handle
+    /// pinned to its connection (which holds a pool slot while the stream lives).
     pub(crate) async fn request_stream<Req: Message>(
         &self,
         opcode: OpCode,
         request: &Req,
         capacity: usize,
         is_last: IsLast,
-    ) -> Result<(Frame, FrameStream)> {
-        let timeout = self.link.options.request_timeout;
+    ) -> Result<(Frame, FrameStream, Client)> {
+        let timeout = self.pool.options.request_timeout;
         let deadline = Instant::now() + timeout;
         let exchange = async {
-            let session = self.transport(opcode, deadline).await?;
+            let lease = match &self.pinned {
+                Some(_) => None,
+                None => Some(self.pool.acquire(deadline).await?),
+            };
+            let session = match (&self.pinned, &lease) {
+                (Some(pinned), _) => pinned.lease.session.clone(),
+                (None, Some(lease)) => lease.session.clone(),
+                (None, None) => unreachable!("acquired above"),
+            };
             let mut frames = session
                 .connection
                 .request_stream(opcode, request, capacity, is_last)
                 .await?;
             match frames.recv().await {
-                StreamItem::Frame(first) => Ok((first, frames)),
+                StreamItem::Frame(first) => Ok((first, frames, lease)),
                 StreamItem::Failed(e) => Err(e),
                 // Capacity is at least one, so the first frame always fits.
                 StreamItem::Overflowed => Err(Error::Protocol(format!(
@@ -568,7 +377,10 @@ impl Client {
             }
         };
         match tokio::time::timeout_at(deadline.into(), exchange).await {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                let (first, frames, lease) = answer?;
+                Ok((first, frames, self.pinned_to(lease, Holder::Stream)))
+            }
             Err(_) => Err(Error::Timeout {
                 operation: format!("{} request", opcode.as_str_name()),
                 after: timeout,
@@ -576,19 +388,13 @@ impl Client {
         }
     }
 
-    /// A new connection to the same server for the same user, with this handle's
-    /// database, in a link of its own. Resumes the session by its token; if the server
-    /// no longer knows it (expired, or the server restarted), authenticates with the
-    /// credentials again.
-    pub(crate) async fn reconnect(&self) -> Result<Client> {
-        let old = self.session();
-        let link = &self.link;
-        let session = resume_or_login(&link.target, &link.options, &old.session_token).await?;
-        Ok(Client {
-            link: Link::new(session, link.options.clone(), link.target.clone()),
+    /// This handle on the pool, not pinned to any connection.
+    pub(crate) fn unpinned(&self) -> Client {
+        Client {
+            pool: self.pool.clone(),
             pinned: None,
             database: self.database.clone(),
-        })
+        }
     }
 
     /// The `database` field for requests from this handle ("" = connection default).
@@ -596,33 +402,44 @@ impl Client {
         self.database.as_deref().unwrap_or_default().to_owned()
     }
 
-    /// The session this handle's requests would use now (without reconnecting).
+    /// A fresh request key for a write from this handle: empty in a transaction
+    /// (whose writes are never sent again; the commit is what counts), and when the
+    /// server does not deduplicate writes.
+    pub(crate) fn new_request_key(&self) -> String {
+        if self.pinned.is_some() || !self.pool.latest().dedups_writes() {
+            return String::new();
+        }
+        format!("{:032x}", rand::random::<u128>())
+    }
+
+    /// The session this handle's requests would use now (without waiting).
     fn session(&self) -> Arc<Session> {
         match &self.pinned {
-            Some(pinned) => pinned.session.clone(),
-            None => self.link.current(),
+            Some(pinned) => pinned.lease.session.clone(),
+            None => self.pool.any_open().unwrap_or_else(|| self.pool.latest()),
         }
     }
 
     /// Sends a request and waits for its answer, within the request timeout: on the
-    /// pinned session, or on the link's (reconnecting first when it is closed, and
-    /// sending a `read` once more on a fresh connection if its connection died under
-    /// it). Returns the answer and the session that gave it.
+    /// pinned session, or on one leased from the pool (sent once more on another
+    /// connection when its connection died under it and `resend` allows, see the
+    /// module docs). Returns the answer and, when not pinned, the lease it used.
     async fn exchange<Req: Message>(
         &self,
         opcode: OpCode,
         request: &Req,
-        read: bool,
-    ) -> Result<(Frame, Arc<Session>)> {
-        let timeout = self.link.options.request_timeout;
+        resend: Resend,
+    ) -> Result<(Frame, Option<Lease>)> {
+        let timeout = self.pool.options.request_timeout;
         if let Some(pinned) = &self.pinned {
             return match pinned
+                .lease
                 .session
                 .connection
                 .attempt(opcode, request, Some(timeout))
                 .await
             {
-                Ok(frame) => Ok((frame, pinned.session.clone())),
+                Ok(frame) => Ok((frame, None)),
                 Err(failed) if failed.error.is_connection_error() => {
                     Err(pinned.lost(opcode, failed))
                 }
@@ -634,15 +451,41 @@ impl Client {
         // Bounds sending again after "refused before it was sent" (a connection that
         // closed between the check and the send), which needs no budget of its own.
         let mut unsent = 0;
+        // Bounds sending again after ERR_UNAVAILABLE (a server shutting down refuses
+        // requests that reach it after its GOAWAY, unexecuted).
+        let mut refused = 0;
+        // For a keyed write sent again: the target that remembers its key (each
+        // server keeps its own), where the resend must go.
+        let mut keyed_on: Option<usize> = None;
         loop {
-            let session = self.transport(opcode, deadline).await?;
+            let lease = self.pool.acquire(deadline).await?;
+            if let Some(target) = keyed_on {
+                if lease.session.target != target || !lease.session.dedups_writes() {
+                    return Err(Error::ConnectionClosed {
+                        reason: format!(
+                            "the connection carrying a {} request closed, and the server \
+                             that would recognise its request key is not reachable now \
+                             (the pool moved to {}): the write may or may not have been \
+                             applied; check, then send it again if needed",
+                            opcode.as_str_name(),
+                            lease.session.peer()
+                        ),
+                    });
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            let failed = match session
+            let failed = match lease
+                .session
                 .connection
                 .attempt(opcode, request, Some(left))
                 .await
             {
-                Ok(frame) => return Ok((frame, session)),
+                Ok(frame) if resend != Resend::Never && refused < 3 && is_unavailable(&frame) => {
+                    refused += 1;
+                    tracing::debug!(opcode = opcode.as_str_name(), "server unavailable (shutting down?); sending the request again on another connection");
+                    continue;
+                }
+                Ok(frame) => return Ok((frame, Some(lease))),
                 Err(failed) => failed,
             };
             let error = failed.error;
@@ -653,13 +496,21 @@ impl Client {
                 unsent += 1;
                 continue;
             }
-            if read && !resent {
+            let safe = match resend {
+                Resend::Never => false,
+                Resend::Read => true,
+                Resend::Keyed => lease.session.dedups_writes(),
+            };
+            if safe && !resent {
                 resent = true;
-                tracing::debug!(opcode = opcode.as_str_name(), error = %error, "connection lost under a read; sending it again on a fresh connection");
+                if resend == Resend::Keyed {
+                    keyed_on = Some(lease.session.target);
+                }
+                tracing::debug!(opcode = opcode.as_str_name(), error = %error, "connection lost under the request; sending it again on another connection");
                 continue;
             }
-            let addr = self.link.target.addr();
-            return Err(if read || !failed.sent {
+            let addr = lease.session.peer().to_owned();
+            return Err(if safe || !failed.sent {
                 with_context(error, &format!("server {addr}"))
             } else {
                 with_context(
@@ -673,16 +524,14 @@ impl Client {
             });
         }
     }
+}
 
-    /// The session the next request goes out on: the link's current one, after
-    /// reconnecting if its connection is closed or draining. The pool seam: see the
-    /// module docs.
-    async fn transport(&self, opcode: OpCode, deadline: Instant) -> Result<Arc<Session>> {
-        match &self.pinned {
-            Some(pinned) => Ok(pinned.session.clone()),
-            None => self.link.live_session(opcode, deadline).await,
-        }
-    }
+/// Whether `frame` is an `OP_ERROR` with `ERR_UNAVAILABLE`: the server could not serve
+/// the request now (it is shutting down), and another connection may.
+fn is_unavailable(frame: &Frame) -> bool {
+    frame.opcode == OpCode::OpError as i32
+        && wire::Error::decode(frame.body.clone())
+            .is_ok_and(|e| e.code == themis_proto::ErrorCode::ErrUnavailable as i32)
 }
 
 /// Whether a request with `opcode` only reads, so it may be sent again after its
@@ -694,110 +543,8 @@ fn is_read(opcode: OpCode) -> bool {
     )
 }
 
-/// Connects, handshakes, and applies what the server advertised. With `resume`, the
-/// handshake resumes that session instead of sending the credentials.
-async fn open_session(
-    target: ConnectTarget,
-    options: ClientOptions,
-    resume: Option<&str>,
-) -> Result<Session> {
-    let addr = target.addr();
-    let limit = options.connect_timeout;
-    if options.auth == Auth::Certificate
-        && options
-            .tls
-            .as_ref()
-            .is_none_or(|tls| tls.client_cert_path.is_none())
-    {
-        return Err(Error::Tls(
-            "Auth::Certificate needs a client certificate: set ClientOptions.tls with \
-             client_cert_path and client_key_path"
-                .to_owned(),
-        ));
-    }
-    let handshake = async {
-        let stream = TcpStream::connect(&addr).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("could not connect to {addr} ({e}); check that the server runs there"),
-            )
-        })?;
-        let connection = match &options.tls {
-            None => Connection::start(stream, options.max_frame_bytes),
-            Some(tls) => {
-                let peer = crate::connection::peer_of(&stream);
-                let stream = crate::tls::connect(tls, &target.host, stream).await?;
-                Connection::start_tls(stream, peer, options.max_frame_bytes)
-            }
-        };
-        let request = handshake_request(&options, resume);
-        let frame = connection
-            .request(OpCode::OpHandshake, &request, None)
-            .await?;
-        let response: wire::HandshakeResponse = check(decode_answer(OpCode::OpHandshake, frame)?)?;
-        Ok::<_, Error>((connection, response))
-    };
-    let (connection, response) = match tokio::time::timeout(limit, handshake).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(Error::Timeout {
-                operation: format!("connect and handshake with {addr}"),
-                after: limit,
-            })
-        }
-    };
-    let server_info = response.server_info.unwrap_or_default();
-    if server_info.max_frame_bytes > 0 {
-        connection.set_send_limit(server_info.max_frame_bytes);
-    }
-    if server_info.features & features::MULTIPLEXING == 0 && server_info.features != 0 {
-        tracing::warn!(
-            features = server_info.features,
-            "server does not advertise MULTIPLEXING; concurrent requests may be serialized"
-        );
-    }
-    tracing::debug!(
-        peer = connection.peer(),
-        server_version = %server_info.server_version,
-        protocol_version = %server_info.protocol_version,
-        "connected"
-    );
-    Ok(Session {
-        connection,
-        session_token: response.session_token,
-        server_info,
-    })
-}
-
-/// The handshake for `options`: the credentials of its [`Auth`], or with `resume`
-/// that session token instead (the method is still named; no secret is sent).
-fn handshake_request(options: &ClientOptions, resume: Option<&str>) -> wire::HandshakeRequest {
-    let mut request = wire::HandshakeRequest {
-        protocol_version: PROTOCOL_VERSION.to_owned(),
-        client_name: options.client_name.clone(),
-        auth_method: options.auth.method() as i32,
-        database: options.database.clone().unwrap_or_default(),
-        client_features: CLIENT_FEATURES,
-        ..Default::default()
-    };
-    if let Some(token) = resume {
-        request.session_token = token.to_owned();
-        return request;
-    }
-    match &options.auth {
-        Auth::Password => {
-            request.username = options.username.clone();
-            request.password = options.password.clone();
-        }
-        Auth::ApiKey(key) => request.api_key = key.clone(),
-        Auth::Jwt(token) => request.jwt_token = token.clone(),
-        Auth::Certificate => request.username = options.username.clone(),
-    }
-    request
-}
-
 /// Decodes the frame answering a request with `opcode`.
-fn decode_answer<Resp: Message + Default>(opcode: OpCode, frame: Frame) -> Result<Resp> {
+pub(crate) fn decode_answer<Resp: Message + Default>(opcode: OpCode, frame: Frame) -> Result<Resp> {
     let expected = match opcode {
         OpCode::OpPing => OpCode::OpPong,
         other => other,
@@ -837,17 +584,12 @@ pub(crate) fn decode_frame<M: Message + Default>(
     })
 }
 
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use themis_proto::ErrorExt;
+    use crate::options::Auth;
+    use crate::pool::{handshake_request, CLIENT_FEATURES};
+    use themis_proto::{ErrorCode, ErrorExt};
 
     fn frame<M: Message>(opcode: OpCode, msg: &M) -> Frame {
         Frame {
@@ -962,6 +704,6 @@ mod tests {
 
     #[test]
     fn client_features_cover_all_contract_bits() {
-        assert_eq!(CLIENT_FEATURES, 0b11_1111);
+        assert_eq!(CLIENT_FEATURES, 0b111_1111);
     }
 }

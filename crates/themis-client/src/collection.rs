@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use themis_proto::{wire, OpCode};
 
-use crate::client::Client;
+use crate::client::{Client, Resend};
 use crate::error::{Error, Result};
 
 pub use themis_proto::wire::UpdateMode;
@@ -137,6 +137,30 @@ impl Collection {
         self.transaction.as_deref().unwrap_or_default().to_owned()
     }
 
+    /// A request key for a write from this handle (see `client`): none in a
+    /// transaction.
+    fn request_key(&self) -> String {
+        match self.transaction {
+            Some(_) => String::new(),
+            None => self.client.new_request_key(),
+        }
+    }
+
+    /// Sends a write built with [`Self::request_key`]: one that carries a key is sent
+    /// again, with the same key, when its connection dies under it.
+    async fn write<Req, Resp>(&self, opcode: OpCode, request: &Req) -> Result<Resp>
+    where
+        Req: prost::Message + HasRequestKey,
+        Resp: themis_proto::TypedResponse,
+    {
+        let resend = if request.request_key().is_empty() {
+            Resend::Never
+        } else {
+            Resend::Keyed
+        };
+        self.client.call_as(opcode, request, resend).await
+    }
+
     /// The client this handle sends through.
     pub fn client(&self) -> &Client {
         &self.client
@@ -150,9 +174,10 @@ impl Collection {
             document: to_json(doc)?,
             database: self.client.database_field(),
             transaction_id: self.transaction_field(),
+            request_key: self.request_key(),
             ..Default::default()
         };
-        let response: wire::CreateResponse = self.client.call(OpCode::OpCreate, &request).await?;
+        let response: wire::CreateResponse = self.write(OpCode::OpCreate, &request).await?;
         Ok(DocumentMeta {
             key: response.document_id,
             rev: response.revision,
@@ -172,9 +197,10 @@ impl Collection {
             documents: docs.iter().map(to_json).collect::<Result<_>>()?,
             database: self.client.database_field(),
             transaction_id: self.transaction_field(),
+            request_key: self.request_key(),
             ..Default::default()
         };
-        let response: wire::CreateResponse = self.client.call(OpCode::OpCreate, &request).await?;
+        let response: wire::CreateResponse = self.write(OpCode::OpCreate, &request).await?;
         if response.document_ids.len() != docs.len() {
             return Err(Error::Protocol(format!(
                 "bulk insert of {} documents returned {} keys",
@@ -241,9 +267,10 @@ impl Collection {
             transaction_id: self.transaction_field(),
             mode: options.mode as i32,
             if_revision: options.if_revision.unwrap_or_default(),
+            request_key: self.request_key(),
             ..Default::default()
         };
-        let response: wire::UpdateResponse = self.client.call(OpCode::OpUpdate, &request).await?;
+        let response: wire::UpdateResponse = self.write(OpCode::OpUpdate, &request).await?;
         Ok(DocumentMeta {
             key: if response.document_id.is_empty() {
                 key.to_owned()
@@ -285,13 +312,37 @@ impl Collection {
             database: self.client.database_field(),
             transaction_id: self.transaction_field(),
             if_revision: options.if_revision.unwrap_or_default(),
+            request_key: self.request_key(),
             ..Default::default()
         };
-        let response: wire::DeleteResponse = self.client.call(OpCode::OpDelete, &request).await?;
+        let response: wire::DeleteResponse = self.write(OpCode::OpDelete, &request).await?;
         Ok(DeleteResult {
             deleted: response.deleted_count,
             not_found: response.not_found,
         })
+    }
+}
+
+/// The write requests that carry a request key.
+trait HasRequestKey {
+    fn request_key(&self) -> &str;
+}
+
+impl HasRequestKey for wire::CreateRequest {
+    fn request_key(&self) -> &str {
+        &self.request_key
+    }
+}
+
+impl HasRequestKey for wire::UpdateRequest {
+    fn request_key(&self) -> &str {
+        &self.request_key
+    }
+}
+
+impl HasRequestKey for wire::DeleteRequest {
+    fn request_key(&self) -> &str {
+        &self.request_key
     }
 }
 

@@ -58,9 +58,10 @@ pub enum Error {
     StateLost { message: String },
 
     /// No answer in time. For a request, its slot was released; a late answer is
-    /// discarded. The request may still have been applied by the server.
+    /// discarded. The request may still have been applied by the server. Waiting for
+    /// a pooled connection (`acquiring ...`) sent nothing.
     #[error("{operation} timed out after {after:?}; raise ClientOptions::{} if the server is just slow",
-        if .operation.starts_with("connect") { "connect_timeout" } else { "request_timeout" })]
+        timeout_setting(.operation))]
     Timeout { operation: String, after: Duration },
 
     /// The address given to `Client::connect` is neither `host:port` nor a valid
@@ -88,6 +89,18 @@ pub enum Error {
     /// not fit the requested type.
     #[error("JSON (de)serialization failed: {0}")]
     Serialization(serde_json::Error),
+}
+
+/// The [`ClientOptions`](crate::ClientOptions) field that bounded a timed-out
+/// `operation`.
+fn timeout_setting(operation: &str) -> &'static str {
+    if operation.starts_with("connect") {
+        "connect_timeout"
+    } else if operation.starts_with("acquiring") {
+        "acquire_timeout (or max_connections_per_target)"
+    } else {
+        "request_timeout"
+    }
 }
 
 /// Coarse categories of [`Error`], following the contract's mapping of seed 002's

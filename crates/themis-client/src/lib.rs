@@ -94,7 +94,8 @@
 //! # }
 //! ```
 //!
-//! Concurrency: clones share the one connection.
+//! Concurrency: clones share one pool of multiplexed connections (`docs/client.md` in
+//! the repository describes the pool's settings).
 //!
 //! ```no_run
 //! # async fn concurrent() -> themis_client::Result<()> {
@@ -244,8 +245,12 @@
 //! * `connection`: the multiplexed connection — reader and writer tasks, the table of
 //!   pending requests (one-shot answers and bounded streams of frames), timeouts,
 //!   GOAWAY and EOF handling.
-//! * `client`: [`Client`], the handshake, `ping`, `raw_request`, reconnecting with
-//!   the session token; the seam where a connection pool will plug in.
+//! * `pool`: the connection pool — connections per target, fair acquisition with
+//!   `acquire_timeout`, the connect-storm cap, warmup, idle reaping, target health
+//!   with backoff, keep-alive, the handshake and session resume, [`PoolStats`].
+//! * `client`: [`Client`], `ping`, `raw_request`, and the request path: a lease from
+//!   the pool per request, resending reads and keyed writes once when their
+//!   connection died, pinned handles for transactions, cursors and subscriptions.
 //! * `collection`: [`Collection`], typed CRUD with serde.
 //! * `admin`: databases, collections, stats, indexes, users and roles, API keys,
 //!   sessions.
@@ -266,8 +271,10 @@
 //! [`Error::is_not_found`], [`Error::is_conflict`] and [`Error::is_retryable`] answer
 //! the usual questions. No call hangs when the connection dies: requests in flight fail
 //! with [`Error::ConnectionClosed`] (or [`Error::GoAway`]), and each request is bounded
-//! by [`ClientOptions::request_timeout`]. A [`Client`] does not reconnect by itself
-//! (connect again); a [`Subscription`] does, on a connection of its own.
+//! by [`ClientOptions::request_timeout`]. A [`Client`] reconnects by itself: the pool
+//! replaces dead connections, reads and writes carrying a request key are sent again
+//! once, and a [`Subscription`] resumes from its last event; transactions and cursors
+//! on a dead connection fail with [`Error::StateLost`].
 
 mod admin;
 mod client;
@@ -275,6 +282,7 @@ mod collection;
 mod connection;
 mod error;
 pub mod options;
+mod pool;
 mod query;
 mod retry;
 mod subscription;
@@ -293,6 +301,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use options::{
     Auth, ClientOptions, ConnectTarget, TlsOptions, UrlParams, DEFAULT_DATABASE, DEFAULT_PORT,
 };
+pub use pool::{PoolStats, TargetStats};
 pub use query::{Query, QueryStats, QueryStream};
 pub use retry::RetryPolicy;
 pub use subscription::{

@@ -89,12 +89,38 @@ pub struct ClientOptions {
     pub max_frame_bytes: u32,
     /// Connect over TLS (and present a client certificate for mTLS). Default: off.
     pub tls: Option<TlsOptions>,
-    /// Ping a connection that has been quiet this long (or a third of the server's
+    /// Ping a connection that has been quiet this long (or 2/5 of the server's
     /// idle timeout, if that is shorter), so the server does not close it as idle and
     /// a dead peer is noticed; a ping unanswered within `connect_timeout` closes the
     /// connection (the next request reconnects). `None` = no keep-alive.
     /// Default 30 s.
     pub keepalive_interval: Option<Duration>,
+    /// The pool keeps at least this many connections open to each target (reopening
+    /// them in the background, with backoff, when they die), and idle reaping stops
+    /// there. Default 1.
+    pub min_connections_per_target: usize,
+    /// The pool opens at most this many connections to one target. Default 8.
+    pub max_connections_per_target: usize,
+    /// Requests one pooled connection carries at once before it counts as saturated:
+    /// the next request then goes to another connection, a new one is opened (up to
+    /// `max_connections_per_target`), or it waits its turn (first come, first served)
+    /// up to `acquire_timeout`. An open transaction, cursor or subscription holds
+    /// one of these slots on its connection until it ends. Default 256.
+    pub max_in_flight_per_connection: usize,
+    /// Connections being opened at once, for the whole pool: a burst of requests
+    /// cannot start a connect storm. Default 2.
+    pub max_connecting: usize,
+    /// A pooled connection that carried no request for this long is closed, down to
+    /// `min_connections_per_target`. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long a request waits for a pooled connection (while all are saturated, or
+    /// while the pool reconnects) before failing with [`Error::Timeout`]. The request's
+    /// own `request_timeout` bounds it too. Default 10 s.
+    pub acquire_timeout: Duration,
+    /// Open `min_connections_per_target` connections to every target before
+    /// `Client::connect` returns. Off: `connect` returns after the first connection,
+    /// and the pool opens the rest of the minimum in the background. Default on.
+    pub enable_warmup: bool,
 }
 
 /// TLS settings of a connection (seed 000's `enable_ssl`, `ssl_ca_cert_path`,
@@ -205,6 +231,13 @@ impl Default for ClientOptions {
             max_frame_bytes: themis_proto::DEFAULT_MAX_FRAME_BYTES,
             tls: None,
             keepalive_interval: Some(Duration::from_secs(30)),
+            min_connections_per_target: 1,
+            max_connections_per_target: 8,
+            max_in_flight_per_connection: 256,
+            max_connecting: 2,
+            idle_timeout: Duration::from_secs(60),
+            acquire_timeout: Duration::from_secs(10),
+            enable_warmup: true,
         }
     }
 }
@@ -220,6 +253,22 @@ impl fmt::Debug for ClientOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
+            .field(
+                "min_connections_per_target",
+                &self.min_connections_per_target,
+            )
+            .field(
+                "max_connections_per_target",
+                &self.max_connections_per_target,
+            )
+            .field(
+                "max_in_flight_per_connection",
+                &self.max_in_flight_per_connection,
+            )
+            .field("max_connecting", &self.max_connecting)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("enable_warmup", &self.enable_warmup)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("tls", &self.tls)
             .finish()
@@ -233,6 +282,10 @@ pub struct ConnectTarget {
     /// Host name or IP address; IPv6 addresses keep their brackets (`[::1]`).
     pub host: String,
     pub port: u16,
+    /// Further servers of the same deployment (`host1:8766,host2:8766`), after the
+    /// first: the pool connects to every target, prefers the healthy ones and moves
+    /// requests away from one that fails.
+    pub alternates: Vec<(String, u16)>,
     /// From the URL's user part, percent-decoded.
     pub username: Option<String>,
     /// From the URL's password part, percent-decoded.
@@ -284,6 +337,22 @@ pub struct UrlParams {
     pub connect_timeout: Option<Duration>,
     /// `request_timeout` (same forms as `connect_timeout`).
     pub request_timeout: Option<Duration>,
+    /// `min_connections_per_target` (a number).
+    pub min_connections_per_target: Option<usize>,
+    /// `max_connections_per_target` (a number, at least 1).
+    pub max_connections_per_target: Option<usize>,
+    /// `max_in_flight_per_connection` (a number, at least 1).
+    pub max_in_flight_per_connection: Option<usize>,
+    /// `max_connecting` (a number, at least 1).
+    pub max_connecting: Option<usize>,
+    /// `idle_timeout` (a duration).
+    pub idle_timeout: Option<Duration>,
+    /// `acquire_timeout` (a duration).
+    pub acquire_timeout: Option<Duration>,
+    /// `keepalive_interval` (a duration, or `off`); `Some(None)` turns keep-alive off.
+    pub keepalive_interval: Option<Option<Duration>>,
+    /// `enable_warmup` (a boolean).
+    pub enable_warmup: Option<bool>,
 }
 
 /// The query parameter names a `themis://` URL accepts.
@@ -296,6 +365,14 @@ const URL_PARAMS: &[&str] = &[
     "ssl_server_name",
     "connect_timeout",
     "request_timeout",
+    "min_connections_per_target",
+    "max_connections_per_target",
+    "max_in_flight_per_connection",
+    "max_connecting",
+    "idle_timeout",
+    "acquire_timeout",
+    "keepalive_interval",
+    "enable_warmup",
 ];
 
 impl UrlParams {
@@ -352,6 +429,30 @@ impl UrlParams {
         if let Some(t) = self.request_timeout {
             options.request_timeout = t;
         }
+        if let Some(n) = self.min_connections_per_target {
+            options.min_connections_per_target = n;
+        }
+        if let Some(n) = self.max_connections_per_target {
+            options.max_connections_per_target = n;
+        }
+        if let Some(n) = self.max_in_flight_per_connection {
+            options.max_in_flight_per_connection = n;
+        }
+        if let Some(n) = self.max_connecting {
+            options.max_connecting = n;
+        }
+        if let Some(t) = self.idle_timeout {
+            options.idle_timeout = t;
+        }
+        if let Some(t) = self.acquire_timeout {
+            options.acquire_timeout = t;
+        }
+        if let Some(k) = self.keepalive_interval {
+            options.keepalive_interval = k;
+        }
+        if let Some(w) = self.enable_warmup {
+            options.enable_warmup = w;
+        }
         options
     }
 
@@ -390,6 +491,25 @@ impl UrlParams {
                 "ssl_server_name" => params.ssl_server_name = Some(value.clone()),
                 "connect_timeout" => params.connect_timeout = Some(parse_duration(known, &value)?),
                 "request_timeout" => params.request_timeout = Some(parse_duration(known, &value)?),
+                "min_connections_per_target" => {
+                    params.min_connections_per_target = Some(parse_count(known, &value, 0)?)
+                }
+                "max_connections_per_target" => {
+                    params.max_connections_per_target = Some(parse_count(known, &value, 1)?)
+                }
+                "max_in_flight_per_connection" => {
+                    params.max_in_flight_per_connection = Some(parse_count(known, &value, 1)?)
+                }
+                "max_connecting" => params.max_connecting = Some(parse_count(known, &value, 1)?),
+                "idle_timeout" => params.idle_timeout = Some(parse_duration(known, &value)?),
+                "acquire_timeout" => params.acquire_timeout = Some(parse_duration(known, &value)?),
+                "keepalive_interval" => {
+                    params.keepalive_interval = Some(match value.as_str() {
+                        "off" | "none" | "0" => None,
+                        _ => Some(parse_duration(known, &value)?),
+                    })
+                }
+                "enable_warmup" => params.enable_warmup = Some(parse_bool(known, &value)?),
                 _ => unreachable!("every name in URL_PARAMS is handled"),
             }
         }
@@ -399,6 +519,17 @@ impl UrlParams {
 
     /// The combinations that contradict each other.
     fn check(&self) -> std::result::Result<(), String> {
+        if let (Some(min), Some(max)) = (
+            self.min_connections_per_target,
+            self.max_connections_per_target,
+        ) {
+            if min > max {
+                return Err(format!(
+                    "min_connections_per_target={min} is more than \
+                     max_connections_per_target={max}"
+                ));
+            }
+        }
         if self.enable_ssl == Some(false) {
             let others: Vec<&str> = [
                 ("ssl_ca_cert_path", self.ssl_ca_cert_path.is_some()),
@@ -441,6 +572,16 @@ impl UrlParams {
                 .to_owned()),
             _ => Ok(()),
         }
+    }
+}
+
+/// A whole number of at least `min`.
+fn parse_count(name: &str, value: &str, min: usize) -> std::result::Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!(
+            "{name}={value:?} must be a whole number of at least {min}"
+        )),
     }
 }
 
@@ -488,6 +629,7 @@ impl fmt::Debug for ConnectTarget {
         f.debug_struct("ConnectTarget")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("alternates", &self.alternates)
             .field("username", &self.username)
             .field("password", &self.password.as_deref().map(redacted))
             .field("database", &self.database)
@@ -518,16 +660,36 @@ impl ConnectTarget {
                 "the address is empty; give host:port or themis://user:pass@host:port/db",
             ));
         }
-        if trimmed.contains("://") {
-            Self::parse_url(trimmed).map_err(|reason| invalid(&reason))
+        let (first, alternates) = split_hosts(trimmed).map_err(|reason| invalid(&reason))?;
+        let mut target = if first.contains("://") {
+            Self::parse_url(&first)
         } else {
-            Self::parse_host_port(trimmed).map_err(|reason| invalid(&reason))
+            Self::parse_host_port(&first)
         }
+        .map_err(|reason| invalid(&reason))?;
+        target.alternates = alternates;
+        Ok(target)
     }
 
-    /// `host:port` as given to the socket layer.
+    /// `host:port` (of the first target) as given to the socket layer.
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// Every target, the first one first: this target with its alternates moved out,
+    /// one per server.
+    pub fn targets(&self) -> Vec<ConnectTarget> {
+        let first = ConnectTarget {
+            alternates: Vec::new(),
+            ..self.clone()
+        };
+        let mut all = vec![first.clone()];
+        all.extend(self.alternates.iter().map(|(host, port)| ConnectTarget {
+            host: host.clone(),
+            port: *port,
+            ..first.clone()
+        }));
+        all
     }
 
     fn parse_host_port(s: &str) -> std::result::Result<Self, String> {
@@ -566,6 +728,7 @@ impl ConnectTarget {
         Ok(Self {
             host,
             port,
+            alternates: Vec::new(),
             username: None,
             password: None,
             database: None,
@@ -610,6 +773,7 @@ impl ConnectTarget {
         Ok(Self {
             host,
             port: url.port().unwrap_or(DEFAULT_PORT),
+            alternates: Vec::new(),
             username,
             password,
             database,
@@ -633,6 +797,34 @@ impl ConnectTarget {
         }
         options
     }
+}
+
+/// Splits a host list (`host1:8766,host2:8766`, in a URL's authority or alone) into
+/// `input` with only the first host, and the others, parsed.
+fn split_hosts(input: &str) -> std::result::Result<(String, Vec<(String, u16)>), String> {
+    let (scheme, rest) = match input.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), input),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let mut hosts = hosts.split(',');
+    let first = hosts.next().unwrap_or_default();
+    let mut alternates = Vec::new();
+    for host in hosts {
+        let target = ConnectTarget::parse_host_port(host)
+            .map_err(|e| format!("in the host list, {host:?}: {e}"))?;
+        let pair = (target.host, target.port);
+        if alternates.contains(&pair) {
+            return Err(format!("{host:?} is in the host list twice"));
+        }
+        alternates.push(pair);
+    }
+    Ok((format!("{scheme}{userinfo}{first}{tail}"), alternates))
 }
 
 /// `input` as an error may show it: the URL's password and the values of unknown
@@ -720,6 +912,7 @@ mod tests {
         ConnectTarget {
             host: host.into(),
             port,
+            alternates: Vec::new(),
             username: None,
             password: None,
             database: None,
@@ -1071,10 +1264,81 @@ mod tests {
     }
 
     #[test]
+    fn pool_settings_parse_and_apply() {
+        let p = params(
+            "min_connections_per_target=2&max_connections_per_target=20&idle_timeout=60s\
+             &acquire_timeout=250ms&keepalive_interval=off&enable_warmup=no\
+             &max_in_flight_per_connection=4&max_connecting=3",
+        );
+        let o = p.apply_to(ClientOptions::default());
+        assert_eq!(
+            (o.min_connections_per_target, o.max_connections_per_target),
+            (2, 20)
+        );
+        assert_eq!(o.idle_timeout, Duration::from_secs(60));
+        assert_eq!(o.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(o.keepalive_interval, None);
+        assert!(!o.enable_warmup);
+        assert_eq!((o.max_in_flight_per_connection, o.max_connecting), (4, 3));
+        let o = params("keepalive_interval=5s").apply_to(ClientOptions::default());
+        assert_eq!(o.keepalive_interval, Some(Duration::from_secs(5)));
+        // Not given: the options' values stay.
+        let o = params("").apply_to(ClientOptions::default());
+        assert_eq!(o.max_connections_per_target, 8);
+        assert!(o.enable_warmup);
+    }
+
+    #[test]
+    fn bad_pool_settings_are_refused_by_name() {
+        for (query, wanted) in [
+            ("max_connections_per_target=0", "max_connections_per_target"),
+            ("max_connections_per_target=x", "max_connections_per_target"),
+            (
+                "min_connections_per_target=-1",
+                "min_connections_per_target",
+            ),
+            (
+                "max_in_flight_per_connection=0",
+                "max_in_flight_per_connection",
+            ),
+            ("idle_timeout=soon", "idle_timeout"),
+            ("enable_warmup=maybe", "enable_warmup"),
+            (
+                "min_connections_per_target=5&max_connections_per_target=2",
+                "more than",
+            ),
+        ] {
+            let e = param_error(query);
+            assert!(e.contains(wanted), "{query}: {e}");
+        }
+    }
+
+    #[test]
+    fn host_lists_name_every_target() {
+        let t = ConnectTarget::parse("themis://u:p%2Cw@a:1,b:2,[::1]/db?enable_warmup=0").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("a", 1));
+        assert_eq!(
+            t.alternates,
+            vec![("b".to_owned(), 2), ("[::1]".to_owned(), DEFAULT_PORT)]
+        );
+        assert_eq!(t.password.as_deref(), Some("p,w"));
+        assert_eq!(t.database.as_deref(), Some("db"));
+        assert_eq!(t.params.enable_warmup, Some(false));
+        let all: Vec<String> = t.targets().iter().map(ConnectTarget::addr).collect();
+        assert_eq!(all, ["a:1", "b:2", "[::1]:8766"]);
+        assert!(t.targets().iter().all(|t| t.alternates.is_empty()));
+
+        let t = ConnectTarget::parse("a:1,b").unwrap();
+        assert_eq!(t.alternates, vec![("b".to_owned(), DEFAULT_PORT)]);
+        for bad in ["a:1,,b:2", "a:1,b:x", "themis://a:1,b:2,b:2/db"] {
+            assert!(ConnectTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_names_are_refused_and_listed() {
         for name in [
-            "min_connections_per_target",
-            "max_connections_per_target",
+            "max_connections",
             "api_key",
             "password",
             "Enable_SSL",

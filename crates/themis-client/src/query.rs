@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use themis_proto::{wire, ErrorCode, OpCode};
 
-use crate::client::{Client, Holder};
+use crate::client::{Client, Holder, Resend};
 use crate::error::Result;
 
 /// What the server reported about a query's work.
@@ -192,7 +192,7 @@ impl Query {
         // cursor lives on the connection that answered, so its fetches go there.
         let (response, client): (wire::QueryResponse, Client) = self
             .client
-            .call_pinning(OpCode::OpQuery, &request, false, |_| Holder::Cursor)
+            .call_pinning(OpCode::OpQuery, &request, Resend::Never, |_| Holder::Cursor)
             .await?;
         let mut stream = QueryStream {
             client,
@@ -226,8 +226,10 @@ impl Query {
     pub async fn explain(self) -> Result<String> {
         let request = self.request(true);
         // Runs nothing, so it may be sent again after a connection failure.
-        let response: wire::QueryResponse =
-            self.client.call_as(OpCode::OpQuery, &request, true).await?;
+        let response: wire::QueryResponse = self
+            .client
+            .call_as(OpCode::OpQuery, &request, Resend::Read)
+            .await?;
         Ok(response.stats.map(|s| s.plan).unwrap_or_default())
     }
 

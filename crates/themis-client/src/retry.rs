@@ -64,7 +64,7 @@ impl RetryPolicy {
     }
 
     /// The wait after `failures` failures (1 = the first), with jitter.
-    fn backoff(&self, failures: u32) -> Duration {
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
         let ceiling = self
             .initial_backoff

@@ -206,7 +206,7 @@ impl Client {
     pub async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
         let request = options.request(self.database_field());
         let buffer = options.buffer.max(1);
-        let (frames, response) = open(self, &request, buffer).await?;
+        let (frames, response, client) = open(self, &request, buffer).await?;
         let position = options.from_sequence.unwrap_or(response.current_sequence);
         if position > response.current_sequence {
             tracing::warn!(
@@ -215,9 +215,9 @@ impl Client {
                 "subscribing from a sequence the database has not reached yet"
             );
         }
-        let keepalive_every = keepalive_interval(self);
+        let keepalive_every = keepalive_interval(&client);
         Ok(Subscription {
-            client: self.clone(),
+            client,
             request,
             buffer,
             reconnect: options.reconnect,
@@ -265,10 +265,10 @@ impl Client {
 /// # }
 /// ```
 ///
-/// A subscription that had to reconnect does so on a connection of its own; the
-/// [`Client`] it came from is not reconnected.
+/// A subscription holds a slot on one of the pool's connections (so idle reaping
+/// leaves that connection alone); one that had to reconnect takes a slot on another.
 pub struct Subscription {
-    /// The handle whose connection carries the subscription now.
+    /// The handle pinned to the connection that carries the subscription now.
     client: Client,
     /// What to send when subscribing again (`from_sequence` is set each time).
     request: wire::SubscribeRequest,
@@ -590,13 +590,14 @@ impl Drop for Subscription {
     }
 }
 
-/// Sends the SUBSCRIBE and waits for the server to accept it.
+/// Sends the SUBSCRIBE and waits for the server to accept it. Returns the stream, the
+/// answer, and a handle pinned to the connection that carries it.
 async fn open(
     client: &Client,
     request: &wire::SubscribeRequest,
     buffer: usize,
-) -> Result<(FrameStream, wire::SubscribeResponse)> {
-    let (first, frames) = client
+) -> Result<(FrameStream, wire::SubscribeResponse, Client)> {
+    let (first, frames, pinned) = client
         .request_stream(OpCode::OpSubscribe, request, buffer, ends_subscription)
         .await?;
     let response: wire::SubscribeResponse = check(decode_frame(
@@ -609,7 +610,7 @@ async fn open(
             "SUBSCRIBE succeeded without a subscription_id".to_owned(),
         ));
     }
-    Ok((frames, response))
+    Ok((frames, response, pinned))
 }
 
 async fn unsubscribe(client: &Client, subscription_id: String) -> Result<()> {
@@ -647,15 +648,15 @@ async fn resume(
     loop {
         let attempt = async {
             if reconnect {
-                client = client.reconnect().await?;
+                client = client.unpinned();
                 reconnect = false;
             }
             open(&client, &request, buffer).await
         };
         let error = match attempt.await {
-            Ok((frames, response)) => {
+            Ok((frames, response, pinned)) => {
                 return Ok(Opened {
-                    client,
+                    client: pinned,
                     frames,
                     response,
                 })

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use themis_proto::{wire, OpCode};
 
-use crate::client::{Client, Holder};
+use crate::client::{Client, Holder, Resend};
 use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::query::Query;
@@ -194,7 +194,7 @@ impl Client {
             .call_pinning(
                 OpCode::OpBeginTx,
                 request,
-                true,
+                Resend::Read,
                 |r: &wire::BeginTxResponse| {
                     Holder::Transaction(Arc::from(r.transaction_id.as_str()))
                 },

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use support::{listen, options, ping, serve, Peer, NO_HANG};
-use themis_client::{wire, Client, ClientOptions, Error, ErrorCode, OpCode};
+use themis_client::{wire, Client, ClientOptions, Error, ErrorCode, ErrorKind, OpCode};
 use themis_proto::envelope::Request;
 use themis_proto::ErrorExt;
 use tokio::io::AsyncWriteExt;
@@ -64,7 +64,12 @@ async fn thousand_concurrent_pings_share_one_connection_and_get_their_own_answer
         assert!(peer.read().await.is_none());
     });
 
-    let client = Client::connect_with(&addr, options(Duration::from_secs(60)))
+    // One connection carries them all: no in-flight cap below N.
+    let one_connection = ClientOptions {
+        max_in_flight_per_connection: N,
+        ..options(Duration::from_secs(60))
+    };
+    let client = Client::connect_with(&addr, one_connection)
         .await
         .expect("connect");
     assert_eq!(client.session_token(), "tok-123");
@@ -111,20 +116,23 @@ async fn eof_fails_pending_requests_instead_of_hanging() {
     )
     .await
     .expect("pending requests must fail, not hang");
-    // Pings are reads: each was sent again on a fresh connection, which the peer (gone
-    // for good) refuses.
+    // Pings are reads: each was sent again, and waited for a fresh connection, which
+    // the peer (gone for good) refuses until acquire_timeout.
     for result in results {
         let err = result.unwrap_err();
-        assert!(err.is_connection_error(), "{err:?}");
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
     }
     peer.await.expect("peer");
     assert!(client.is_closed());
     assert_eq!(client.in_flight_requests(), 0);
-    // New requests try to reconnect and fail, naming the address.
+    // New requests wait for the pool to reconnect and fail, naming the address and
+    // why it cannot be reached.
     let err = timeout(NO_HANG, ping(&client, 4)).await.expect("no hang");
     let err = err.unwrap_err();
-    assert!(err.is_connection_error(), "{err:?}");
-    assert!(err.to_string().contains(&addr), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&addr), "{message}");
+    assert!(message.contains("Connection refused"), "{message}");
 }
 
 /// Joins three futures concurrently without pulling in a futures crate.
@@ -296,9 +304,9 @@ async fn connection_level_op_error_fails_everything_pending() {
         assert_eq!(err.code(), Some(ErrorCode::ErrProtocol), "{err:?}");
         assert!(err.to_string().contains("0xDB01"));
     }
-    // The connection is gone; the next request tries a new one (refused here).
+    // The connection is gone; the next request waits for a new one (refused here).
     let err = ping(&client, 3).await.unwrap_err();
-    assert!(err.is_connection_error(), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err:?}");
     peer.await.expect("peer");
 }
 
@@ -335,7 +343,7 @@ async fn handshake_sends_credentials_and_maps_failure() {
     assert_eq!(hs.username, "al:ice");
     assert_eq!(hs.password, "p@ss");
     assert_eq!(hs.database, "shop");
-    assert_eq!(hs.client_features, 0b11_1111);
+    assert_eq!(hs.client_features, 0b111_1111);
     assert!(hs.session_token.is_empty());
 }
 

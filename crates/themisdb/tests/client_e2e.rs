@@ -1079,7 +1079,11 @@ async fn ping_and_server_info() {
     assert_eq!(info.max_frame_bytes, 16 * 1024 * 1024);
     let required = features::MULTIPLEXING | features::BULK_WRITES | features::ADMIN;
     assert_eq!(info.features & required, required, "{:#b}", info.features);
-    let all_known = required | features::CURSORS | features::TRANSACTIONS | features::SUBSCRIPTIONS;
+    let all_known = required
+        | features::CURSORS
+        | features::TRANSACTIONS
+        | features::SUBSCRIPTIONS
+        | features::REQUEST_KEYS;
     assert_eq!(
         info.features & !all_known,
         0,

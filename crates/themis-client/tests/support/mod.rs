@@ -134,9 +134,12 @@ where
     })
 }
 
+/// Options with `request_timeout`; a request waits at most 1 s for a connection (the
+/// peers here never come back once gone).
 pub fn options(request_timeout: Duration) -> ClientOptions {
     ClientOptions {
         request_timeout,
+        acquire_timeout: Duration::from_secs(1),
         ..ClientOptions::default()
     }
 }
