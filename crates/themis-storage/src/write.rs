@@ -755,6 +755,13 @@ impl WriteTx {
     /// [`StorageError::Contended`] (nothing was written; run it again). Await the
     /// returned [`Pending`] for durability.
     pub fn commit(self) -> Result<Pending<()>> {
+        let core = self.take_for_commit()?;
+        Self::commit_tx(&self.feed, &self.committer, core.into_inner(), self.changes)
+    }
+
+    /// The transaction's state, taken to commit it: refused when a storage operation
+    /// in it failed, or when it was committed or rolled back already.
+    fn take_for_commit(&self) -> Result<TxCore> {
         if self.broken {
             return Err(StorageError::Internal(
                 "the transaction was not committed because a storage operation in it failed; \
@@ -762,8 +769,7 @@ impl WriteTx {
                     .to_string(),
             ));
         }
-        let core = lock(&self.core).take().ok_or_else(finished)?;
-        Self::commit_tx(&self.feed, &self.committer, core.into_inner(), self.changes)
+        lock(&self.core).take().ok_or_else(finished)
     }
 
     /// [`Self::commit`] made idempotent by `rk`: when `rk` already has a live record,
@@ -773,14 +779,7 @@ impl WriteTx {
     /// read through the engine transaction: a concurrent commit that records the same
     /// key makes this one conflict (see `request_keys.rs`).
     pub fn commit_keyed(self, rk: &RequestKey, response: Bytes) -> Result<Pending<Bytes>> {
-        if self.broken {
-            return Err(StorageError::Internal(
-                "the transaction was not committed because a storage operation in it failed; \
-                 check the server log, then run it again"
-                    .to_string(),
-            ));
-        }
-        let core = lock(&self.core).take().ok_or_else(finished)?;
+        let core = self.take_for_commit()?;
         let mut tx = core.into_inner();
         let now = now_ms();
         if let Some(stored) = request_keys::lookup(tx.as_ref(), rk, now)? {
