@@ -409,7 +409,37 @@ impl Client {
         if self.pinned.is_some() || !self.pool.latest().dedups_writes() {
             return String::new();
         }
-        format!("{:032x}", rand::random::<u128>())
+        random_request_key()
+    }
+
+    /// A fresh request key for the COMMIT_TX of this handle's transaction: empty when
+    /// its server does not deduplicate writes.
+    pub(crate) fn commit_request_key(&self) -> String {
+        if self.session().dedups_writes() {
+            random_request_key()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Sends a keyed write again through the pool, to the server this pinned handle's
+    /// connection went to (the one that remembers the key), after that connection
+    /// died under it.
+    pub(crate) async fn resend_keyed<Req, Resp>(
+        &self,
+        opcode: OpCode,
+        request: &Req,
+    ) -> Result<Resp>
+    where
+        Req: Message,
+        Resp: TypedResponse,
+    {
+        let target = self.session().target;
+        let (frame, _) = self
+            .unpinned()
+            .exchange_on(opcode, request, Resend::Keyed, Some(target))
+            .await?;
+        check(decode_answer(opcode, frame)?)
     }
 
     /// The session this handle's requests would use now (without waiting).
@@ -429,6 +459,18 @@ impl Client {
         opcode: OpCode,
         request: &Req,
         resend: Resend,
+    ) -> Result<(Frame, Option<Lease>)> {
+        self.exchange_on(opcode, request, resend, None).await
+    }
+
+    /// [`Self::exchange`]; with `keyed_on`, only a connection to that target may carry
+    /// the request (a keyed write being sent again).
+    async fn exchange_on<Req: Message>(
+        &self,
+        opcode: OpCode,
+        request: &Req,
+        resend: Resend,
+        mut keyed_on: Option<usize>,
     ) -> Result<(Frame, Option<Lease>)> {
         let timeout = self.pool.options.request_timeout;
         if let Some(pinned) = &self.pinned {
@@ -454,9 +496,8 @@ impl Client {
         // Bounds sending again after ERR_UNAVAILABLE (a server shutting down refuses
         // requests that reach it after its GOAWAY, unexecuted).
         let mut refused = 0;
-        // For a keyed write sent again: the target that remembers its key (each
-        // server keeps its own), where the resend must go.
-        let mut keyed_on: Option<usize> = None;
+        // `keyed_on`: for a keyed write sent again, the target that remembers its key
+        // (each server keeps its own), where the resend must go.
         loop {
             let lease = self.pool.acquire(deadline).await?;
             if let Some(target) = keyed_on {
@@ -524,6 +565,11 @@ impl Client {
             });
         }
     }
+}
+
+/// 128 random bits in hex: a request key no other write will have.
+fn random_request_key() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Whether `frame` is an `OP_ERROR` with `ERR_UNAVAILABLE`: the server could not serve

@@ -89,7 +89,7 @@ pub struct ClientOptions {
     pub max_frame_bytes: u32,
     /// Connect over TLS (and present a client certificate for mTLS). Default: off.
     pub tls: Option<TlsOptions>,
-    /// Ping a connection that has been quiet this long (or 2/5 of the server's
+    /// Ping a connection that has been quiet this long (or a third of the server's
     /// idle timeout, if that is shorter), so the server does not close it as idle and
     /// a dead peer is noticed; a ping unanswered within `connect_timeout` closes the
     /// connection (the next request reconnects). `None` = no keep-alive.
@@ -812,17 +812,28 @@ fn split_hosts(input: &str) -> std::result::Result<(String, Vec<(String, u16)>),
         Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
         None => (String::new(), authority),
     };
-    let mut hosts = hosts.split(',');
+    let mut hosts = hosts.split(',').map(str::trim);
     let first = hosts.next().unwrap_or_default();
+    let mut seen = Vec::new();
+    if !first.is_empty() {
+        // The first host is parsed with the rest of the URL; here only for duplicates.
+        if let Ok(t) = ConnectTarget::parse_host_port(first) {
+            seen.push((t.host.to_ascii_lowercase(), t.port));
+        }
+    }
     let mut alternates = Vec::new();
     for host in hosts {
+        if host.contains(char::is_whitespace) {
+            return Err(format!("{host:?} in the host list contains a space"));
+        }
         let target = ConnectTarget::parse_host_port(host)
             .map_err(|e| format!("in the host list, {host:?}: {e}"))?;
-        let pair = (target.host, target.port);
-        if alternates.contains(&pair) {
+        let lowered = (target.host.to_ascii_lowercase(), target.port);
+        if seen.contains(&lowered) {
             return Err(format!("{host:?} is in the host list twice"));
         }
-        alternates.push(pair);
+        seen.push(lowered);
+        alternates.push((target.host, target.port));
     }
     Ok((format!("{scheme}{userinfo}{first}{tail}"), alternates))
 }
@@ -1330,7 +1341,16 @@ mod tests {
 
         let t = ConnectTarget::parse("a:1,b").unwrap();
         assert_eq!(t.alternates, vec![("b".to_owned(), DEFAULT_PORT)]);
-        for bad in ["a:1,,b:2", "a:1,b:x", "themis://a:1,b:2,b:2/db"] {
+        let t = ConnectTarget::parse("a:1, b:2").unwrap();
+        assert_eq!(t.alternates, vec![("b".to_owned(), 2)]);
+        for bad in [
+            "a:1,,b:2",
+            "a:1,b:x",
+            "themis://a:1,b:2,b:2/db",
+            "a:1,a:1",
+            "A:1,a:1",
+            "a:1,b c:2",
+        ] {
             assert!(ConnectTarget::parse(bad).is_err(), "{bad}");
         }
     }

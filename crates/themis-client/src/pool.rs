@@ -25,9 +25,9 @@
 //! the session expired) the credentials are sent again.
 //!
 //! Keep-alive: each session gets a task that pings when its connection has been quiet
-//! for `min(keepalive_interval, server idle_timeout × 0.4)` (a little over the third
-//! at which a subscription pings on its own), and closes it when a ping goes
-//! unanswered for `connect_timeout`; it ends with the session.
+//! for `min(keepalive_interval, server idle_timeout / 3)` (traffic of any kind, a
+//! subscription's own pings included, counts as not quiet), and closes it when a ping
+//! goes unanswered for `connect_timeout`; it ends with the session.
 //!
 //! Invariants: the pool's lock is never held across an `.await` or while a lease is
 //! dropped; every lease given out is counted on its session until dropped, including
@@ -60,6 +60,10 @@ pub(crate) const CLIENT_FEATURES: u64 = features::MULTIPLEXING
 
 /// The shortest keep-alive interval, whatever the server's idle timeout.
 const MIN_KEEPALIVE: Duration = Duration::from_millis(50);
+
+/// The least wait before a target that refused the credentials (or TLS) is tried
+/// again.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The backoff between failed connects to one target.
 fn connect_backoff() -> RetryPolicy {
@@ -174,6 +178,9 @@ struct TargetState {
     /// No new connect before this (backoff after a failure).
     retry_at: Option<Instant>,
     last_error: Option<String>,
+    /// The last connect was refused for good (credentials, TLS): requests fail with
+    /// this at once while no connection is open, instead of waiting.
+    refusal: Option<Error>,
     /// The session token to resume there.
     token: String,
 }
@@ -284,6 +291,7 @@ impl Pool {
                 failures: 0,
                 retry_at: None,
                 last_error: None,
+                refusal: None,
                 token: String::new(),
             })
             .collect();
@@ -346,6 +354,11 @@ impl Pool {
         let (id, rx) = {
             let mut state = self.lock();
             self.prune(&mut state);
+            if state.open.is_empty() {
+                if let Some(refusal) = refused_everywhere(&state) {
+                    return Err(refusal);
+                }
+            }
             if state.waiters.is_empty() {
                 if let Some(session) = self.pick(&state) {
                     drop(state);
@@ -521,6 +534,7 @@ impl Pool {
                 target_state.failures = 0;
                 target_state.retry_at = None;
                 target_state.last_error = None;
+                target_state.refusal = None;
                 target_state.token = session.session_token.clone();
                 state.open.push(session.clone());
                 state.latest = session.clone();
@@ -557,10 +571,17 @@ impl Pool {
             .fetch_add(1, Ordering::Relaxed);
         let target = &mut state.targets[t];
         target.failures = target.failures.saturating_add(1);
-        // The server's hint (ERR_RESOURCE_EXHAUSTED's retry_after_ms) is a lower bound.
-        let delay = connect_backoff()
-            .backoff(target.failures)
-            .max(error.retry_after().unwrap_or_default());
+        // The server's hint (ERR_RESOURCE_EXHAUSTED's retry_after_ms) is a lower bound;
+        // refused credentials are not sent again soon (they would count as failed
+        // logins against the user).
+        let floor = if is_worth_retrying(error) {
+            target.refusal = None;
+            error.retry_after().unwrap_or_default()
+        } else {
+            target.refusal = Some(same_error(error));
+            REFUSED_BACKOFF
+        };
+        let delay = connect_backoff().backoff(target.failures).max(floor);
         target.retry_at = Some(Instant::now() + delay);
         target.last_error = Some(error.to_string());
         tracing::warn!(target: "themis_client::pool", addr = %target.addr, failures = target.failures, retry_in = ?delay, %error, "connect failed");
@@ -760,9 +781,7 @@ impl Pool {
         };
         let every = match session.server_info.idle_timeout_ms {
             0 => interval,
-            // A little over a third, so it never doubles the pings of a subscription
-            // (which pings every third of the idle timeout on its own).
-            ms => interval.min(Duration::from_millis(u64::from(ms)) * 2 / 5),
+            ms => interval.min(Duration::from_millis(u64::from(ms)) / 3),
         }
         .max(MIN_KEEPALIVE);
         tokio::spawn(keepalive(
@@ -818,6 +837,19 @@ async fn maintain(pool: Weak<Pool>, wake: Arc<tokio::sync::Notify>) {
             _ = wake.notified() => {}
         }
     }
+}
+
+/// When every target refused its last connect for good and none is being tried: the
+/// first refusal, for a request that would otherwise wait in vain.
+fn refused_everywhere(state: &State) -> Option<Error> {
+    if state
+        .targets
+        .iter()
+        .any(|t| t.refusal.is_none() || t.connecting > 0)
+    {
+        return None;
+    }
+    state.targets[0].refusal.as_ref().map(same_error)
 }
 
 fn count_open(state: &State, t: usize) -> usize {

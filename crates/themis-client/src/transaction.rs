@@ -335,15 +335,38 @@ impl Transaction {
     /// Commits. A lost write conflict is an error with [`Error::is_conflict`] and
     /// [`Error::is_retryable`]: begin again and redo the work (or let
     /// [`Client::transaction`] do that). Either way the transaction is over.
+    ///
+    /// When the connection dies during the COMMIT, and the server deduplicates request
+    /// keys, the COMMIT is sent again (with the same key) on a new connection to the
+    /// same server: a server that committed it answers from its record, and the commit
+    /// succeeds. Otherwise the error says the transaction may or may not have been
+    /// committed.
     pub async fn commit(&self) -> Result<()> {
         self.inner.finished.store(true, Ordering::Relaxed);
+        let client = &self.inner.client;
         let request = wire::CommitTxRequest {
             transaction_id: self.inner.id.to_string(),
+            request_key: client.commit_request_key(),
             ..Default::default()
         };
-        let _: wire::CommitTxResponse =
-            self.inner.client.call(OpCode::OpCommitTx, &request).await?;
-        Ok(())
+        let first: Result<wire::CommitTxResponse> = client.call(OpCode::OpCommitTx, &request).await;
+        match first {
+            Err(lost) if lost.is_connection_error() && !request.request_key.is_empty() => {
+                tracing::debug!(transaction = %self.inner.id, error = %lost, "connection lost during COMMIT; asking the server again");
+                let again: Result<wire::CommitTxResponse> =
+                    client.resend_keyed(OpCode::OpCommitTx, &request).await;
+                match again {
+                    Ok(_) => Ok(()),
+                    // No record (it did not commit, or its COMMIT is still on its way),
+                    // or the server is out of reach: the first error says it all.
+                    Err(again) => {
+                        tracing::debug!(error = %again, "asking again about the COMMIT failed");
+                        Err(lost)
+                    }
+                }
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     /// Rolls back: nothing the transaction wrote is kept.

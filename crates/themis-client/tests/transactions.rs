@@ -390,3 +390,80 @@ async fn begin_without_a_transaction_id_is_refused() {
     drop(client);
     finished(peer).await;
 }
+
+/// The connection dies during COMMIT (the peer reads it and hangs up without an
+/// answer). The server advertised request keys, so the client asks again on a new
+/// connection with the same key; a server that committed answers from its record,
+/// and `commit` succeeds.
+#[tokio::test]
+async fn a_commit_whose_connection_died_is_asked_again_with_its_key() {
+    use themis_proto::features::{MULTIPLEXING, REQUEST_KEYS};
+    let (listener, addr) = listen().await;
+    let peer = tokio::spawn(async move {
+        let mut first = Peer::accept(&listener).await;
+        first
+            .handshake_advertising(0, MULTIPLEXING | REQUEST_KEYS)
+            .await;
+        begin(&mut first, "tx-1").await;
+        let (_, request) = first.request().await;
+        let Request::CommitTx(commit) = request else {
+            panic!("expected COMMIT_TX, got {request:?}");
+        };
+        assert!(!commit.request_key.is_empty(), "the commit carries a key");
+        drop(first);
+
+        let mut second = Peer::accept(&listener).await;
+        let hs = second
+            .handshake_advertising(0, MULTIPLEXING | REQUEST_KEYS)
+            .await;
+        assert_eq!(hs.session_token, support::TOKEN, "resumes the session");
+        let (rid, request) = second.request().await;
+        let Request::CommitTx(again) = request else {
+            panic!("expected the COMMIT_TX again, got {request:?}");
+        };
+        assert_eq!(again.transaction_id, "tx-1");
+        assert_eq!(again.request_key, commit.request_key, "same key");
+        let stored = wire::CommitTxResponse {
+            success: true,
+            ..Default::default()
+        };
+        second.send(OpCode::OpCommitTx, rid, &stored).await;
+        while second.read().await.is_some() {}
+    });
+    let client = connect(&addr).await;
+    let tx = client.begin().await.expect("begin");
+    timeout(NO_HANG, tx.commit())
+        .await
+        .expect("no hang")
+        .expect("the server's record says it committed");
+    drop((tx, client));
+    finished(peer).await;
+}
+
+/// Without request keys advertised, a COMMIT whose connection died is not asked
+/// again: the error says it may or may not have been committed.
+#[tokio::test]
+async fn without_request_keys_a_lost_commit_is_an_unknown_outcome() {
+    let (listener, addr) = listen().await;
+    let peer = serve(listener, |mut peer| async move {
+        begin(&mut peer, "tx-1").await;
+        let (_, request) = peer.request().await;
+        let Request::CommitTx(commit) = request else {
+            panic!("expected COMMIT_TX, got {request:?}");
+        };
+        assert!(
+            commit.request_key.is_empty(),
+            "no key for a server without them"
+        );
+    });
+    let client = connect(&addr).await;
+    let tx = client.begin().await.expect("begin");
+    let err = timeout(NO_HANG, tx.commit())
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(err.is_connection_error(), "{err:?}");
+    assert!(err.to_string().contains("may or may not"), "{err}");
+    drop((tx, client));
+    finished(peer).await;
+}

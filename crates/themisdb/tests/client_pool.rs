@@ -761,3 +761,61 @@ async fn a_goaway_moves_requests_to_the_other_target() {
     assert!(stats.connections_closed >= 1, "{stats:#?}");
     assert!(target(&stats, port_b).healthy, "{stats:#?}");
 }
+
+/// A user dropped while its pool is connected: the server ends its session, and the
+/// pool's reconnect (resume, then the password) is refused for good. Requests then
+/// fail at once with that refusal instead of waiting for `acquire_timeout`, and the
+/// credentials are not sent again every few milliseconds (each would count as a
+/// failed login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_credentials_fail_requests_at_once_and_are_not_resent_in_a_loop() {
+    let (server, _dir) = start_server(&[]);
+    let admin = direct(&server).await;
+    let roles = vec![("_system".to_owned(), themis_client::Role::Readwrite)];
+    admin
+        .create_user(
+            "carol",
+            "carol-password",
+            &themis_client::UserOptions {
+                superuser: false,
+                roles,
+            },
+        )
+        .await
+        .expect("create carol");
+    let url = format!("themis://carol:carol-password@{}/_system", server.addr);
+    let carol = Client::connect_with(
+        &url,
+        ClientOptions {
+            acquire_timeout: Duration::from_secs(30),
+            ..options()
+        },
+    )
+    .await
+    .expect("carol connects");
+    carol.ping().await.expect("carol pings");
+
+    admin.drop_user("carol").await.expect("drop carol");
+    // Until the server has ended carol's session a ping may still pass; after that,
+    // the first one that fails fails with the refusal, not an acquire timeout.
+    let started = Instant::now();
+    loop {
+        match carol.ping().await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(ErrorCode::ErrAuthFailed) => break,
+            Err(e) => panic!("a refused login fails requests with it, got {e:?}"),
+        }
+        assert!(started.elapsed() < PATIENCE, "the session never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Once refused, later requests fail the same way, without new logins.
+    let failures = carol.pool_stats().connect_failures;
+    for _ in 0..20 {
+        let e = carol.ping().await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::ErrAuthFailed), "{e:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = carol.pool_stats();
+    assert_eq!(stats.connect_failures, failures, "{stats:?}");
+    assert!(!stats.targets[0].healthy, "{stats:?}");
+}

@@ -91,6 +91,17 @@ impl Peer {
         &mut self,
         idle_timeout_ms: u32,
     ) -> wire::HandshakeRequest {
+        self.handshake_advertising(idle_timeout_ms, themis_proto::features::MULTIPLEXING)
+            .await
+    }
+
+    /// Reads the handshake and accepts it, advertising `idle_timeout_ms` and
+    /// `features`.
+    pub async fn handshake_advertising(
+        &mut self,
+        idle_timeout_ms: u32,
+        features: u64,
+    ) -> wire::HandshakeRequest {
         let (id, request) = self.read().await.expect("handshake frame");
         let Request::Handshake(hs) = request else {
             panic!("first frame must be a handshake, got {request:?}");
@@ -101,7 +112,7 @@ impl Peer {
             server_info: Some(wire::ServerInfo {
                 server_version: "fake-peer".into(),
                 protocol_version: "1.0".into(),
-                features: themis_proto::features::MULTIPLEXING,
+                features,
                 max_frame_bytes: 1 << 20,
                 database: "_system".into(),
                 username: hs.username.clone(),
