@@ -406,7 +406,10 @@ impl Client {
     /// (whose writes are never sent again; the commit is what counts), and when the
     /// server does not deduplicate writes.
     pub(crate) fn new_request_key(&self) -> String {
-        if self.pinned.is_some() || !self.pool.latest().dedups_writes() {
+        if self.pinned.is_some()
+            || !self.pool.options.retry_writes
+            || !self.pool.latest().dedups_writes()
+        {
             return String::new();
         }
         random_request_key()
@@ -415,7 +418,7 @@ impl Client {
     /// A fresh request key for the COMMIT_TX of this handle's transaction: empty when
     /// its server does not deduplicate writes.
     pub(crate) fn commit_request_key(&self) -> String {
-        if self.session().dedups_writes() {
+        if self.pool.options.retry_writes && self.session().dedups_writes() {
             random_request_key()
         } else {
             String::new()
@@ -567,9 +570,12 @@ impl Client {
     }
 }
 
-/// 128 random bits in hex: a request key no other write will have.
+/// A request key no other write will have: the time in milliseconds (48 bits), then 80
+/// random bits, in hex. Keys made one after another sort in time order, so the
+/// server's records of them are appended to its index rather than scattered.
 fn random_request_key() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    let random = rand::random::<u128>() & ((1 << 80) - 1);
+    format!("{:012x}{random:020x}", unix_millis() & ((1 << 48) - 1))
 }
 
 /// Whether `frame` is an `OP_ERROR` with `ERR_UNAVAILABLE`: the server could not serve

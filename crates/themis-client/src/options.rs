@@ -11,8 +11,13 @@
 //! * `themis://user:pass@host:port/db?name=value&...` — plus connection settings
 //!   ([`UrlParams`]), each at most once, names case-sensitive, values percent-decoded:
 //!   `enable_ssl`, `ssl_ca_cert_path`, `ssl_cert_path`, `ssl_key_path`, `enable_mtls`,
-//!   `ssl_server_name`, `connect_timeout`, `request_timeout`. Any other name is an
-//!   error; API keys, tokens and passwords are never accepted there.
+//!   `ssl_server_name`, `connect_timeout`, `request_timeout`, and the pool's
+//!   `min_connections_per_target`, `max_connections_per_target`,
+//!   `max_in_flight_per_connection`, `max_connecting`, `idle_timeout`,
+//!   `acquire_timeout`, `keepalive_interval`, `enable_warmup`, `retry_writes`. Any
+//!   other name is an error; API keys, tokens and passwords are never accepted there;
+//! * `host1:port1,host2:port2` in place of one `host:port`, in either form: several
+//!   servers of one deployment (see [`ConnectTarget::alternates`]).
 //!
 //! What the URL says (credentials, database, settings) wins over [`ClientOptions`].
 //!
@@ -121,6 +126,13 @@ pub struct ClientOptions {
     /// `Client::connect` returns. Off: `connect` returns after the first connection,
     /// and the pool opens the rest of the minimum in the background. Default on.
     pub enable_warmup: bool,
+    /// Put a request key on every write made through a `Collection` (and on
+    /// `Transaction::commit`), so a write whose connection died is sent again without
+    /// being applied twice (the server remembers the key with the write; see
+    /// `docs/client.md`). Costs the server a small record per write: off, writes are
+    /// never sent again and a lost connection leaves their outcome unknown.
+    /// Default on.
+    pub retry_writes: bool,
 }
 
 /// TLS settings of a connection (seed 000's `enable_ssl`, `ssl_ca_cert_path`,
@@ -238,6 +250,7 @@ impl Default for ClientOptions {
             idle_timeout: Duration::from_secs(60),
             acquire_timeout: Duration::from_secs(10),
             enable_warmup: true,
+            retry_writes: true,
         }
     }
 }
@@ -269,6 +282,7 @@ impl fmt::Debug for ClientOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("enable_warmup", &self.enable_warmup)
+            .field("retry_writes", &self.retry_writes)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("tls", &self.tls)
             .finish()
@@ -353,6 +367,8 @@ pub struct UrlParams {
     pub keepalive_interval: Option<Option<Duration>>,
     /// `enable_warmup` (a boolean).
     pub enable_warmup: Option<bool>,
+    /// `retry_writes` (a boolean).
+    pub retry_writes: Option<bool>,
 }
 
 /// The query parameter names a `themis://` URL accepts.
@@ -373,6 +389,7 @@ const URL_PARAMS: &[&str] = &[
     "acquire_timeout",
     "keepalive_interval",
     "enable_warmup",
+    "retry_writes",
 ];
 
 impl UrlParams {
@@ -453,6 +470,9 @@ impl UrlParams {
         if let Some(w) = self.enable_warmup {
             options.enable_warmup = w;
         }
+        if let Some(r) = self.retry_writes {
+            options.retry_writes = r;
+        }
         options
     }
 
@@ -510,6 +530,7 @@ impl UrlParams {
                     })
                 }
                 "enable_warmup" => params.enable_warmup = Some(parse_bool(known, &value)?),
+                "retry_writes" => params.retry_writes = Some(parse_bool(known, &value)?),
                 _ => unreachable!("every name in URL_PARAMS is handled"),
             }
         }
@@ -1291,6 +1312,9 @@ mod tests {
         assert_eq!(o.keepalive_interval, None);
         assert!(!o.enable_warmup);
         assert_eq!((o.max_in_flight_per_connection, o.max_connecting), (4, 3));
+        assert!(o.retry_writes, "not in that URL: the default");
+        let o = params("retry_writes=false").apply_to(ClientOptions::default());
+        assert!(!o.retry_writes);
         let o = params("keepalive_interval=5s").apply_to(ClientOptions::default());
         assert_eq!(o.keepalive_interval, Some(Duration::from_secs(5)));
         // Not given: the options' values stay.

@@ -467,3 +467,57 @@ async fn without_request_keys_a_lost_commit_is_an_unknown_outcome() {
     drop((tx, client));
     finished(peer).await;
 }
+
+/// Writes through a `Collection` carry a fresh request key when the server
+/// deduplicates them, and none with `retry_writes = false` (or inside a transaction).
+#[tokio::test]
+async fn collection_writes_carry_request_keys_unless_turned_off() {
+    use themis_proto::features::{MULTIPLEXING, REQUEST_KEYS};
+    let (listener, addr) = listen().await;
+    let peer = tokio::spawn(async move {
+        let mut keys = Vec::new();
+        for _ in 0..2 {
+            let mut peer = Peer::accept(&listener).await;
+            peer.handshake_advertising(0, MULTIPLEXING | REQUEST_KEYS)
+                .await;
+            for _ in 0..2 {
+                let (rid, request) = peer.request().await;
+                let Request::Create(create) = request else {
+                    panic!("expected CREATE, got {request:?}");
+                };
+                keys.push(create.request_key);
+                let response = wire::CreateResponse {
+                    success: true,
+                    document_id: "k".into(),
+                    ..Default::default()
+                };
+                peer.send(OpCode::OpCreate, rid, &response).await;
+            }
+            while peer.read().await.is_some() {}
+        }
+        keys
+    });
+    for retry_writes in [true, false] {
+        let options = themis_client::ClientOptions {
+            retry_writes,
+            ..support::options(Duration::from_secs(10))
+        };
+        let client = themis_client::Client::connect_with(&addr, options)
+            .await
+            .expect("connect");
+        for _ in 0..2 {
+            client
+                .collection("c")
+                .insert(&json!({}))
+                .await
+                .expect("insert");
+        }
+    }
+    let keys = timeout(NO_HANG, peer)
+        .await
+        .expect("no hang")
+        .expect("peer");
+    assert_eq!(keys[0].len(), 32, "{keys:?}");
+    assert_ne!(keys[0], keys[1], "a fresh key per write");
+    assert_eq!(keys[2..], ["", ""], "retry_writes = false: no keys");
+}

@@ -151,28 +151,53 @@ pub(crate) fn lookup<R: KvRead + ?Sized>(
     rk: &RequestKey,
     now_ms: u64,
 ) -> Result<Option<Bytes>> {
+    match existing(r, rk, now_ms)? {
+        Existing::Live(response) => Ok(Some(response)),
+        Existing::Expired(_) | Existing::Absent => Ok(None),
+    }
+}
+
+/// What the record of a key says at a time.
+pub(crate) enum Existing {
+    Absent,
+    /// Live: the stored response.
+    Live(Bytes),
+    /// Expired at this time (its expiry index entry may still exist).
+    Expired(u64),
+}
+
+/// The record of `rk` as of `now_ms` (one point read).
+pub(crate) fn existing<R: KvRead + ?Sized>(
+    r: &R,
+    rk: &RequestKey,
+    now_ms: u64,
+) -> Result<Existing> {
     match r.get(Space::Meta, &rk.record_key())? {
-        None => Ok(None),
+        None => Ok(Existing::Absent),
         Some(raw) => {
             let (expires, response) = decode_record(&raw)?;
-            Ok((expires > now_ms).then_some(response))
+            Ok(if expires > now_ms {
+                Existing::Live(response)
+            } else {
+                Existing::Expired(expires)
+            })
         }
     }
 }
 
 /// Writes the record of `rk` with `response` into `tx`, live until `now_ms` plus the
-/// key's window. An expired record under the same key is replaced, its expiry entry
-/// removed.
+/// key's window. `before` is what [`existing`] read in the same transaction: an
+/// expired record under the same key is replaced, its expiry entry removed.
 pub(crate) fn record(
     tx: &mut dyn KvTx,
     rk: &RequestKey,
     response: &[u8],
     now_ms: u64,
+    before: &Existing,
 ) -> Result<()> {
     let key = rk.record_key();
-    if let Some(old) = tx.get(Space::Meta, &key)? {
-        let (old_expiry, _) = decode_record(&old)?;
-        tx.delete(Space::Meta, &rk.expiry_key(old_expiry))?;
+    if let Existing::Expired(old_expiry) = before {
+        tx.delete(Space::Meta, &rk.expiry_key(*old_expiry))?;
     }
     let expires = now_ms.saturating_add(rk.window_ms).max(now_ms + 1);
     tx.put(Space::Meta, &key, encode_record(expires, response))?;

@@ -626,12 +626,13 @@ impl DocumentStore {
     ) -> Result<Pending<Bytes>> {
         let response = self.run_doc_tx(what, |tx, changes| {
             let now = now_ms();
-            if let Some(stored) = request_keys::lookup(&*tx, rk, now)? {
+            let before = request_keys::existing(&*tx, rk, now)?;
+            if let request_keys::Existing::Live(stored) = before {
                 return Ok(stored);
             }
             let out = body(tx, changes)?;
             let response = encode(&out);
-            request_keys::record(tx, rk, &response, now)?;
+            request_keys::record(tx, rk, &response, now, &before)?;
             Ok(response)
         })?;
         Ok(self.pending(response))

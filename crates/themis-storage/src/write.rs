@@ -782,11 +782,12 @@ impl WriteTx {
         let core = self.take_for_commit()?;
         let mut tx = core.into_inner();
         let now = now_ms();
-        if let Some(stored) = request_keys::lookup(tx.as_ref(), rk, now)? {
+        let before = request_keys::existing(tx.as_ref(), rk, now)?;
+        if let request_keys::Existing::Live(stored) = before {
             drop(tx);
             return Ok(self.committer.pending(stored));
         }
-        request_keys::record(tx.as_mut(), rk, &response, now)?;
+        request_keys::record(tx.as_mut(), rk, &response, now, &before)?;
         let done = Self::commit_tx(&self.feed, &self.committer, tx, self.changes)?;
         Ok(Pending {
             value: response,
