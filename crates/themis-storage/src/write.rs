@@ -778,7 +778,19 @@ impl WriteTx {
     /// engine transaction, so it exists exactly when the commit does. The record is
     /// read through the engine transaction: a concurrent commit that records the same
     /// key makes this one conflict (see `request_keys.rs`).
+    ///
+    /// A transaction that wrote nothing commits as is, with no record: there is
+    /// nothing to apply twice, and recording the key would make it a writing
+    /// transaction, which a SERIALIZABLE one could then lose to a conflict over what it
+    /// read.
     pub fn commit_keyed(self, rk: &RequestKey, response: Bytes) -> Result<Pending<Bytes>> {
+        if self.changes.is_empty() {
+            let done = self.commit()?;
+            return Ok(Pending {
+                value: response,
+                ticket: done.ticket,
+            });
+        }
         let core = self.take_for_commit()?;
         let mut tx = core.into_inner();
         let now = now_ms();
