@@ -42,7 +42,7 @@ use crate::catalog::{
     DB_TAG, INDEX_PURGE_TAG, PURGE_TAG, SYSTEM_DATABASE,
 };
 use crate::changes::{ChangeFeed, ChangeKind, ChangeRecord};
-use crate::document::{parse_object, prepare_insert, rev_of, PreparedDoc};
+use crate::document::{parse_object, rev_of, PreparedDoc};
 use crate::error::{KvError, Result, StorageError};
 use crate::fjall_engine::FjallEngine;
 use crate::group_commit::{GroupCommitter, Pending, SyncMode, SyncStats};
@@ -56,7 +56,8 @@ use crate::request_keys::{self, RequestKey};
 use crate::revision::RevisionClock;
 use crate::transaction::{Isolation, Transaction};
 use crate::write::{
-    delete_keys, in_batch, insert_batch, load_collection, resolve_collection, update_doc, WriteTx,
+    delete_keys, insert_batch, load_collection, prepare_docs, resolve_collection, update_doc,
+    WriteTx,
 };
 use crate::UpdateMode;
 
@@ -909,14 +910,7 @@ impl DocumentStore {
 fn prepare_batch(db: &str, coll: &str, docs: Vec<Bytes>) -> Result<Vec<PreparedDoc>> {
     validate_lookup_name("database", db)?;
     validate_lookup_name("collection", coll)?;
-    let count = docs.len();
-    let mut prepared = Vec::with_capacity(count);
-    for (i, raw) in docs.iter().enumerate() {
-        let p = prepare_insert(raw)
-            .map_err(|m| StorageError::InvalidArgument(in_batch(count, i, m)))?;
-        prepared.push(p);
-    }
-    Ok(prepared)
+    prepare_docs(&docs)
 }
 
 /// Checks the names and parses the patch of an update.

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::catalog::collection_not_found;
-use crate::document::{parse_object, prepare_insert};
+use crate::document::parse_object;
 use crate::error::{Result, StorageError};
 use crate::group_commit::Pending;
 use crate::kv::{KvEngine, KvSnapshot};
@@ -36,7 +36,7 @@ use crate::overlay::OverlayView;
 use crate::query::QuerySnapshot;
 use crate::request_keys::RequestKey;
 use crate::store::{DeleteOutcome, DocMeta};
-use crate::write::{in_batch, WriteTx};
+use crate::write::{prepare_docs, WriteTx};
 use crate::UpdateMode;
 
 /// The most change bytes (documents written) one interactive transaction may hold
@@ -173,13 +173,7 @@ impl Transaction {
         docs: Vec<Bytes>,
         auto_create: bool,
     ) -> Result<Vec<DocMeta>> {
-        let count = docs.len();
-        let mut prepared = Vec::with_capacity(count);
-        for (i, raw) in docs.iter().enumerate() {
-            let p = prepare_insert(raw)
-                .map_err(|m| StorageError::InvalidArgument(in_batch(count, i, m)))?;
-            prepared.push(p);
-        }
+        let prepared = prepare_docs(&docs)?;
         let db = self.db.clone();
         self.statement(|w| {
             w.writable()?;

@@ -23,8 +23,8 @@ use crate::catalog::{
 };
 use crate::changes::{ChangeFeed, ChangeKind, ChangeRecord};
 use crate::document::{
-    check_input, compose, parse_object, rev_of, serialize_map, stored_rev, updated_attrs,
-    PreparedDoc, SYSTEM_ATTRS,
+    check_input, compose, parse_object, prepare_insert, rev_of, serialize_map, stored_rev,
+    updated_attrs, PreparedDoc, SYSTEM_ATTRS,
 };
 use crate::error::{KvError, Result, StorageError};
 use crate::group_commit::{GroupCommitter, Pending};
@@ -96,6 +96,18 @@ pub(crate) fn resolve_collection(
         },
         indexes: Vec::new(),
     })
+}
+
+/// Checks and prepares the documents of an insert; a failure names the document's
+/// position in the batch.
+pub(crate) fn prepare_docs(docs: &[Bytes]) -> Result<Vec<PreparedDoc>> {
+    let count = docs.len();
+    docs.iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            prepare_insert(raw).map_err(|m| StorageError::InvalidArgument(in_batch(count, i, m)))
+        })
+        .collect()
 }
 
 /// Prefixes `msg` with the position of a document in a batch of more than one.
