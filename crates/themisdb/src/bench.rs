@@ -71,6 +71,11 @@ pub enum Op {
     /// One writer connection inserting (with `--in-flight` inserts at once) while
     /// `--subscribers` subscriptions receive every insert.
     Fanout,
+    /// Opens the connections and holds them, idle, for `--duration` seconds (default
+    /// 10), so the server's memory per connection can be measured from outside;
+    /// prints `ready: N connections` on stderr once all are open. Log in with
+    /// `--api-key` to spare the server N bcrypt checks.
+    Idle,
 }
 
 impl Op {
@@ -171,6 +176,10 @@ pub struct BenchArgs {
     /// whose connection dies is not sent again. Default: the client's default (on).
     #[arg(long)]
     no_retry_writes: bool,
+    /// Log in with this API key (`themisdb apikey create`) instead of the URL's
+    /// password: cheap to check, for opening many connections (`--op idle`).
+    #[arg(long, env = "THEMIS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Print one JSON object per operation instead of a table.
     #[arg(long)]
     json: bool,
@@ -213,10 +222,10 @@ fn validate(args: &BenchArgs) -> Result<()> {
         if !(r.is_finite() && r > 0.0) {
             bail!("--rate must be a positive number of requests per second, not {r}");
         }
-        if args.op.contains(&Op::Fanout) {
+        if args.op.contains(&Op::Fanout) || args.op.contains(&Op::Idle) {
             bail!(
-                "--rate (open loop) does not apply to fanout, whose writer runs closed loop; \
-                 run fanout in its own invocation without --rate"
+                "--rate (open loop) does not apply to fanout, whose writer runs closed loop, \
+                 nor to idle; run them in their own invocation without --rate"
             );
         }
     }
@@ -322,6 +331,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             );
         }
         for &op in &args.op {
+            if op == Op::Idle {
+                hold_idle(&clients, &args).await;
+                continue;
+            }
             let workload = Arc::new(prepare(&clients, op, &args).await?);
             let r = match op {
                 Op::Fanout => run_fanout(&clients, &args).await?,
@@ -344,6 +357,28 @@ pub fn run(args: BenchArgs) -> Result<()> {
     })
 }
 
+/// `--op idle`: the connections stay open and quiet (keep-alive pings aside) for the
+/// duration.
+async fn hold_idle(clients: &[Client], args: &BenchArgs) {
+    let hold = Duration::from_secs_f64(args.duration.unwrap_or(10.0));
+    eprintln!("ready: {} connections", clients.len());
+    tokio::time::sleep(hold).await;
+    let open = clients.iter().filter(|c| !c.is_closed()).count();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"op": "idle", "connections": clients.len(), "still_open": open,
+                "seconds": hold.as_secs_f64()})
+        );
+    } else {
+        println!(
+            "idle     held {} connections for {:?}; {open} still open",
+            clients.len(),
+            hold
+        );
+    }
+}
+
 /// One client per connection, each limited to exactly one connection that carries
 /// all of its worker's requests (and, for fanout, its subscriptions).
 async fn connect_all(args: &BenchArgs) -> Result<Vec<Client>> {
@@ -356,6 +391,10 @@ async fn connect_all(args: &BenchArgs) -> Result<Vec<Client>> {
             false
         } else {
             ClientOptions::default().retry_writes
+        },
+        auth: match &args.api_key {
+            Some(key) => themis_client::Auth::ApiKey(key.clone()),
+            None => themis_client::Auth::Password,
         },
         ..ClientOptions::default()
     };
@@ -479,7 +518,7 @@ async fn prepare(clients: &[Client], op: Op, args: &BenchArgs) -> Result<Workloa
     let mut coll = args.collection.clone();
     let mut delete_total = 0;
     match op {
-        Op::Ping => {}
+        Op::Ping | Op::Idle => {}
         Op::Point | Op::Range | Op::Collect => prepare_queries(client, args).await?,
         Op::Insert => {
             let _ = client.drop_collection(&args.collection).await;
@@ -712,7 +751,7 @@ async fn execute(
             let key = format!("k{}", w.keys.sample(rng));
             (outcome(increment(client, coll.name(), &key).await), true)
         }
-        Op::Fanout => unreachable!("fanout has its own driver"),
+        Op::Fanout | Op::Idle => unreachable!("fanout and idle have their own drivers"),
     }
 }
 

@@ -291,3 +291,42 @@ fn help_documents_tls_and_the_new_flags() {
         assert!(help.contains(needle), "--help lacks {needle}: {help}");
     }
 }
+
+/// `--op idle` holds its connections open for the duration, logged in with an API key
+/// (no bcrypt per connection), and says when all are open.
+#[test]
+fn idle_holds_connections_logged_in_with_an_api_key() {
+    let (_dir, server) = server();
+    let created = Command::new(env!("CARGO_BIN_EXE_themisdb"))
+        .args(["apikey", "create", "--url", &server.url(), "--json"])
+        .env_remove("THEMIS_URL")
+        .output()
+        .expect("run themisdb apikey create");
+    assert!(created.status.success(), "{created:?}");
+    let key: Value = serde_json::from_slice(&created.stdout).expect("key JSON");
+    let key = key["key"].as_str().expect("key").to_owned();
+    // The URL names the server only: the key is the login.
+    let url = format!("themis://{}", server.addr);
+    let out = bench(&[
+        "--url",
+        &url,
+        "--api-key",
+        &key,
+        "--op",
+        "idle",
+        "-c",
+        "20",
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ready: 20 connections"),
+        "{out:?}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("idle JSON");
+    assert_eq!(report["op"], "idle");
+    assert_eq!(report["connections"], 20);
+    assert_eq!(report["still_open"], 20);
+}
