@@ -763,7 +763,9 @@ fn spawn_request(
 
 /// Drains whatever is queued into one buffer per `write` call; half-closes at the end.
 async fn write_loop(mut wr: WriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Grows with the batches it carries (up to about WRITE_BATCH_BYTES): an idle
+    // connection holds no write buffer to speak of.
+    let mut buf = BytesMut::new();
     let mut written: Vec<Outgoing> = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.extend_from_slice(&first.frame);
