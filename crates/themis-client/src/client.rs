@@ -18,7 +18,9 @@
 //!   remembers the key with the write, in the same storage transaction, and answers a
 //!   resend with the first answer instead of applying it twice;
 //! * any request refused before it was queued for the socket (the connection was found
-//!   closed): it was certainly not sent.
+//!   closed): it was certainly not sent;
+//! * any request still unanswered when a connection closes after a `shutdown` GOAWAY:
+//!   the server had stopped reading before it arrived, so it never ran.
 //!
 //! A read or a keyed write answered with `ERR_UNAVAILABLE` (what a server shutting
 //! down answers to requests that reach it after its GOAWAY, without executing them) is
@@ -536,7 +538,12 @@ impl Client {
             if !error.is_connection_error() {
                 return Err(error);
             }
-            if !failed.sent && unsent < 3 {
+            // After a shutdown GOAWAY the server finishes the requests it has read and
+            // reads no more: one still unanswered when the connection closes was never
+            // executed (only a server whose shutdown_grace ran out, which it logs,
+            // closes with requests still running).
+            let never_ran = matches!(&error, Error::GoAway { reason, .. } if reason == "shutdown");
+            if (!failed.sent || never_ran) && unsent < 3 {
                 unsent += 1;
                 continue;
             }
