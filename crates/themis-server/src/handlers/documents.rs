@@ -22,7 +22,8 @@ use themis_proto::wire::{
 };
 use themis_proto::{ErrorCode, ErrorExt, TypedResponse};
 use themis_storage::{
-    DocMeta, DocumentStore, Pending, RequestKey, StorageError, Transaction, UpdateMode as StoreMode,
+    DeleteOutcome, DocMeta, DocumentStore, Pending, RequestKey, StorageError, Transaction,
+    UpdateMode as StoreMode,
 };
 
 use super::transactions::Access;
@@ -336,16 +337,7 @@ pub(crate) async fn delete(
                 &req.document_ids,
                 non_empty(&req.if_revision),
                 rk,
-                |outcome| {
-                    DeleteResponse {
-                        success: true,
-                        deleted_count: outcome.deleted,
-                        not_found: outcome.not_found.clone(),
-                        ..Default::default()
-                    }
-                    .encode_to_vec()
-                    .into()
-                },
+                |outcome| delete_response(outcome).encode_to_vec().into(),
             )
         })
         .await;
@@ -374,12 +366,16 @@ pub(crate) async fn delete(
         in_transaction(shared, conn, &id, &db, Access::Write, delete).await
     };
     match deleted {
-        Ok(outcome) => DeleteResponse {
-            success: true,
-            deleted_count: outcome.deleted,
-            not_found: outcome.not_found,
-            ..Default::default()
-        },
+        Ok(outcome) => delete_response(&outcome),
         Err(e) => fail(e),
+    }
+}
+
+fn delete_response(outcome: &DeleteOutcome) -> DeleteResponse {
+    DeleteResponse {
+        success: true,
+        deleted_count: outcome.deleted,
+        not_found: outcome.not_found.clone(),
+        ..Default::default()
     }
 }
