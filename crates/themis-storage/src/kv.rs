@@ -35,6 +35,9 @@ pub enum Space {
 }
 
 impl Space {
+    /// Every space, in [`Space::index`] order.
+    pub const ALL: [Space; 4] = [Space::Meta, Space::Docs, Space::Index, Space::Changes];
+
     /// The engine-level name of the space (a directory name for fjall).
     pub fn name(self) -> &'static str {
         match self {

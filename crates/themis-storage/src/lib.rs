@@ -28,6 +28,7 @@
 //! and no subscriber sees a change before it is durable;
 //! every error a user can see is a [`StorageError`] whose message says what to do.
 
+mod batch;
 mod catalog;
 mod changes;
 mod document;
@@ -48,6 +49,7 @@ mod transaction;
 mod users;
 mod write;
 
+pub use batch::{DocWrite, MAX_BATCH_BYTES, MAX_BATCH_WRITES};
 pub use catalog::SYSTEM_DATABASE;
 pub use changes::{ChangeFeed, ChangeKind, ChangeRecord, FeedItem, FeedSubscription, Retention};
 pub use document::UpdateMode;

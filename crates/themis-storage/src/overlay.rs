@@ -108,58 +108,64 @@ pub(crate) struct OverlayView {
     pub overlay: Arc<Overlay>,
 }
 
-impl OverlayView {
-    /// The overlay's entries of `space` within the bounds, in scan order.
-    fn overlay_range(
-        &self,
-        space: Space,
-        lower: Bound<&[u8]>,
-        upper: Bound<&[u8]>,
-        reverse: bool,
-    ) -> Vec<(Vec<u8>, Option<Bytes>)> {
-        let s = space.index();
-        let lo = match lower {
-            Bound::Included(k) => Bound::Included((s, k.to_vec())),
-            Bound::Excluded(k) => Bound::Excluded((s, k.to_vec())),
-            Bound::Unbounded => Bound::Included((s, Vec::new())),
-        };
-        let hi = match upper {
-            Bound::Included(k) => Bound::Included((s, k.to_vec())),
-            Bound::Excluded(k) => Bound::Excluded((s, k.to_vec())),
-            Bound::Unbounded => Bound::Excluded((s + 1, Vec::new())),
-        };
-        // BTreeMap::range panics on crossed bounds; an unbounded side cannot cross.
-        if crate::kv::range_is_empty(lower, upper) {
-            return Vec::new();
-        }
-        let items = self
-            .overlay
-            .range((lo, hi))
-            .map(|((_, k), v)| (k.clone(), v.clone()));
-        if reverse {
-            items.rev().collect()
-        } else {
-            items.collect()
-        }
+/// The overlay's entries of `space` within the bounds, in scan order.
+fn overlay_range(
+    overlay: &Overlay,
+    space: Space,
+    lower: Bound<&[u8]>,
+    upper: Bound<&[u8]>,
+    reverse: bool,
+) -> Vec<(Vec<u8>, Option<Bytes>)> {
+    // BTreeMap::range panics on crossed bounds; an unbounded side cannot cross.
+    if crate::kv::range_is_empty(lower, upper) {
+        return Vec::new();
     }
+    let s = space.index();
+    let lo = match lower {
+        Bound::Included(k) => Bound::Included((s, k.to_vec())),
+        Bound::Excluded(k) => Bound::Excluded((s, k.to_vec())),
+        Bound::Unbounded => Bound::Included((s, Vec::new())),
+    };
+    let hi = match upper {
+        Bound::Included(k) => Bound::Included((s, k.to_vec())),
+        Bound::Excluded(k) => Bound::Excluded((s, k.to_vec())),
+        Bound::Unbounded => Bound::Excluded((s + 1, Vec::new())),
+    };
+    let items = overlay
+        .range((lo, hi))
+        .map(|((_, k), v)| (k.clone(), v.clone()));
+    if reverse {
+        items.rev().collect()
+    } else {
+        items.collect()
+    }
+}
 
-    fn merged(
-        &self,
-        space: Space,
-        lower: Bound<&[u8]>,
-        upper: Bound<&[u8]>,
-        reverse: bool,
-    ) -> KvIter {
-        let own = self.overlay_range(space, lower, upper, reverse);
-        let base = self.base.scan_range(space, lower, upper, reverse);
-        if own.is_empty() {
-            return base;
-        }
-        Box::new(Merge {
-            base: base.peekable(),
-            own: own.into_iter().peekable(),
-            reverse,
-        })
+/// `base` (a scan of `space` within the bounds) with `overlay`'s entries laid over it.
+fn merged(
+    base: KvIter,
+    overlay: &Overlay,
+    space: Space,
+    lower: Bound<&[u8]>,
+    upper: Bound<&[u8]>,
+    reverse: bool,
+) -> KvIter {
+    let own = overlay_range(overlay, space, lower, upper, reverse);
+    if own.is_empty() {
+        return base;
+    }
+    Box::new(Merge {
+        base: base.peekable(),
+        own: own.into_iter().peekable(),
+        reverse,
+    })
+}
+
+/// The upper bound of a prefix scan.
+fn prefix_upper(end: &Option<Vec<u8>>) -> Bound<&[u8]> {
+    match end {
+        Some(e) => Bound::Excluded(e.as_slice()),
+        None => Bound::Unbounded,
     }
 }
 
@@ -173,11 +179,7 @@ impl KvRead for OverlayView {
 
     fn scan_prefix(&self, space: Space, prefix: &[u8]) -> KvIter {
         let end = prefix_end(prefix);
-        let upper = match &end {
-            Some(e) => Bound::Excluded(e.as_slice()),
-            None => Bound::Unbounded,
-        };
-        self.merged(space, Bound::Included(prefix), upper, false)
+        self.scan_range(space, Bound::Included(prefix), prefix_upper(&end), false)
     }
 
     fn scan_range(
@@ -187,11 +189,90 @@ impl KvRead for OverlayView {
         upper: Bound<&[u8]>,
         reverse: bool,
     ) -> KvIter {
-        self.merged(space, lower, upper, reverse)
+        let base = self.base.scan_range(space, lower, upper, reverse);
+        merged(base, &self.overlay, space, lower, upper, reverse)
     }
 }
 
 impl KvSnapshot for OverlayView {}
+
+/// One operation's writes inside a shared engine transaction, held apart until the
+/// operation has succeeded: the batch writer (`batch.rs`) runs many requests' writes
+/// in one engine transaction, and a request that fails must leave nothing behind.
+///
+/// Reads see the operation's own writes first, then the shared transaction (its
+/// earlier operations' writes, then its snapshot), and are tracked by it: a
+/// concurrent commit that changes what any operation read makes the whole batch
+/// conflict. [`Savepoint::release`] passes the writes on to the shared transaction;
+/// dropping the savepoint discards them.
+pub(crate) struct Savepoint<'a> {
+    parent: &'a mut dyn KvTx,
+    own: Overlay,
+}
+
+impl<'a> Savepoint<'a> {
+    pub(crate) fn new(parent: &'a mut dyn KvTx) -> Savepoint<'a> {
+        Savepoint {
+            parent,
+            own: Overlay::new(),
+        }
+    }
+
+    /// Writes the operation's writes into the shared transaction.
+    pub(crate) fn release(self) -> Result<(), KvError> {
+        for ((s, key), value) in self.own {
+            let space = Space::ALL[s];
+            match value {
+                Some(v) => self.parent.put(space, &key, v)?,
+                None => self.parent.delete(space, &key)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KvRead for Savepoint<'_> {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        match self.own.get(&(space.index(), key.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => self.parent.get(space, key),
+        }
+    }
+
+    fn scan_prefix(&self, space: Space, prefix: &[u8]) -> KvIter {
+        let end = prefix_end(prefix);
+        self.scan_range(space, Bound::Included(prefix), prefix_upper(&end), false)
+    }
+
+    fn scan_range(
+        &self,
+        space: Space,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+    ) -> KvIter {
+        let base = self.parent.scan_range(space, lower, upper, reverse);
+        merged(base, &self.own, space, lower, upper, reverse)
+    }
+}
+
+impl KvTx for Savepoint<'_> {
+    fn put(&mut self, space: Space, key: &[u8], value: Bytes) -> Result<(), KvError> {
+        self.own.insert((space.index(), key.to_vec()), Some(value));
+        Ok(())
+    }
+
+    fn delete(&mut self, space: Space, key: &[u8]) -> Result<(), KvError> {
+        self.own.insert((space.index(), key.to_vec()), None);
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), KvError> {
+        Err(KvError::Engine(
+            "a savepoint commits with its shared transaction, not on its own".to_string(),
+        ))
+    }
+}
 
 /// Merges a snapshot scan with overlay entries in the same order; the overlay wins on
 /// equal keys and its deletions hide the snapshot's pairs.

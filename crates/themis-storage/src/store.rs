@@ -29,11 +29,11 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::batch::{BatchWriter, Committing, DocWrite};
 use crate::catalog::{
     allocate_id, coll_docs_prefix, coll_key, coll_prefix, collection_not_found, corrupt,
     db_docs_prefix, db_key, decode_json, doc_key, encode_json, index_catalog_key,
@@ -43,7 +43,7 @@ use crate::catalog::{
 };
 use crate::changes::{ChangeFeed, ChangeKind, ChangeRecord};
 use crate::document::{parse_object, rev_of, PreparedDoc};
-use crate::error::{KvError, Result, StorageError};
+use crate::error::{Result, StorageError};
 use crate::fjall_engine::FjallEngine;
 use crate::group_commit::{GroupCommitter, Pending, SyncMode, SyncStats};
 use crate::index::{
@@ -144,26 +144,14 @@ pub struct DeleteOutcome {
 
 /// The document store. See the module doc.
 pub struct DocumentStore {
+    // Declared first so it is dropped first: its thread finishes the queued writes
+    // while the group committer still runs.
+    batcher: BatchWriter,
     pub(crate) engine: Arc<dyn KvEngine>,
     clock: Arc<RevisionClock>,
     committer: Arc<GroupCommitter>,
     feed: Arc<ChangeFeed>,
-    conflict_retries: AtomicU64,
-}
-
-fn backoff(attempt: u32) {
-    if attempt < 3 {
-        std::thread::yield_now();
-        return;
-    }
-    // Jitter from the clock's low bits keeps retrying writers from colliding in
-    // lockstep; the cap keeps the worst case at a few milliseconds.
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()) % 64)
-        .unwrap_or(0);
-    let micros = (10u64 << attempt.min(8)) + jitter;
-    std::thread::sleep(Duration::from_micros(micros));
+    commit: Committing,
 }
 
 impl DocumentStore {
@@ -198,12 +186,19 @@ impl DocumentStore {
         let clock = Arc::new(RevisionClock::load(engine.clone())?);
         let feed = Arc::new(ChangeFeed::open(engine.clone(), sync == SyncMode::Never)?);
         let committer = Arc::new(GroupCommitter::start(engine.clone(), sync, feed.clone())?);
+        let commit = Committing {
+            engine: engine.clone(),
+            feed: feed.clone(),
+            committer: committer.clone(),
+            conflict_retries: Arc::new(AtomicU64::new(0)),
+        };
         let store = DocumentStore {
+            batcher: BatchWriter::start(commit.clone())?,
             engine,
             clock,
             committer,
             feed,
-            conflict_retries: AtomicU64::new(0),
+            commit,
         };
         let created = store.run_tx("creating the _system database", |tx| {
             if read_database(&*tx, SYSTEM_DATABASE)?.is_some() {
@@ -239,29 +234,9 @@ impl DocumentStore {
     pub(crate) fn run_doc_tx<T>(
         &self,
         what: &str,
-        mut body: impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<T>,
+        body: impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<T>,
     ) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            let mut tx = self.engine.begin()?;
-            let mut changes = Vec::new();
-            let out = body(tx.as_mut(), &mut changes)?;
-            match self.feed.commit(tx, changes) {
-                Ok(()) => return Ok(out),
-                Err(KvError::Conflict) if attempt + 1 < MAX_TX_ATTEMPTS => {
-                    attempt += 1;
-                    self.conflict_retries.fetch_add(1, Ordering::Relaxed);
-                    backoff(attempt);
-                }
-                Err(KvError::Conflict) => {
-                    return Err(StorageError::Contended(format!(
-                        "{what} conflicted with concurrent writes {MAX_TX_ATTEMPTS} times in a \
-                         row; retry the request"
-                    )))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.commit.run_doc_tx(what, body)
     }
 
     /// Wraps the result of a write that has just committed: it becomes durable (as the
@@ -283,7 +258,26 @@ impl DocumentStore {
 
     /// How many write transactions were rerun after an optimistic conflict.
     pub fn conflict_retries(&self) -> u64 {
-        self.conflict_retries.load(Ordering::Relaxed)
+        self.commit.conflict_retries.load(Ordering::Relaxed)
+    }
+
+    /// How many batches of more than one document write have committed together (see
+    /// [`Self::submit`]).
+    pub fn write_batches(&self) -> u64 {
+        self.batcher.batches()
+    }
+
+    /// Runs a prepared document write on the batch writer, together with the others
+    /// queued meanwhile (see `batch.rs`); resolves once it has committed, to a
+    /// [`Pending`] that resolves once it is durable. The way for a server to write.
+    pub async fn submit<T: Send + 'static>(&self, w: DocWrite<T>) -> Result<Pending<T>> {
+        self.batcher.submit(w).await
+    }
+
+    /// Runs a prepared document write alone, on the calling thread (which it may
+    /// block while a sync holds the journal).
+    pub fn execute<T: 'static>(&self, w: DocWrite<T>) -> Result<Pending<T>> {
+        self.commit.execute(w)
     }
 
     // ---- databases ---------------------------------------------------------------
@@ -439,15 +433,10 @@ impl DocumentStore {
         docs: Vec<Bytes>,
         auto_create: bool,
     ) -> Result<Pending<Vec<DocMeta>>> {
-        let prepared = prepare_batch(db, coll, docs)?;
-        let metas = self.run_doc_tx(
-            "inserting documents",
-            self.insert_op(db, coll, auto_create, &prepared),
-        )?;
-        Ok(self.pending(metas))
+        self.execute(self.insert_write(db, coll, docs, auto_create)?)
     }
 
-    /// [`Self::insert`] made idempotent by `rk`: see [`Self::run_keyed`]. `encode`
+    /// [`Self::insert`] made idempotent by `rk` (see [`DocWrite::keyed`]). `encode`
     /// turns the result into the response bytes stored with it; the answer is those
     /// bytes (or the ones stored by an earlier request with the same key).
     pub fn insert_keyed(
@@ -457,28 +446,32 @@ impl DocumentStore {
         docs: Vec<Bytes>,
         auto_create: bool,
         rk: &RequestKey,
-        encode: impl Fn(&[DocMeta]) -> Bytes,
+        encode: impl Fn(&[DocMeta]) -> Bytes + Send + 'static,
     ) -> Result<Pending<Bytes>> {
-        let prepared = prepare_batch(db, coll, docs)?;
-        self.run_keyed(
-            "inserting documents",
-            rk,
-            |m: &Vec<DocMeta>| encode(m),
-            self.insert_op(db, coll, auto_create, &prepared),
-        )
+        let w = self.insert_write(db, coll, docs, auto_create)?;
+        self.execute(w.keyed(rk.clone(), move |metas: &Vec<DocMeta>| encode(metas)))
     }
 
-    fn insert_op<'a>(
-        &'a self,
-        db: &'a str,
-        coll: &'a str,
+    /// [`Self::insert`], checked and prepared (the documents parsed) to run later with
+    /// [`Self::submit`] or [`Self::execute`].
+    pub fn insert_write(
+        &self,
+        db: &str,
+        coll: &str,
+        docs: Vec<Bytes>,
         auto_create: bool,
-        prepared: &'a [PreparedDoc],
-    ) -> impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<Vec<DocMeta>> + 'a {
-        move |tx, changes| {
-            let c = resolve_collection(tx, db, coll, auto_create, collection_not_found)?;
-            insert_batch(tx, &self.clock, &c, prepared, changes)
-        }
+    ) -> Result<DocWrite<Vec<DocMeta>>> {
+        let bytes = docs.iter().map(Bytes::len).sum();
+        let prepared = prepare_batch(db, coll, docs)?;
+        let (db, coll, clock) = (db.to_string(), coll.to_string(), self.clock.clone());
+        Ok(DocWrite::new(
+            "inserting documents",
+            bytes,
+            move |tx, changes| {
+                let c = resolve_collection(tx, &db, &coll, auto_create, collection_not_found)?;
+                insert_batch(tx, &clock, &c, &prepared, changes)
+            },
+        ))
     }
 
     /// Reads documents by key; positions of missing documents are `None`. The bytes
@@ -510,12 +503,7 @@ impl DocumentStore {
         mode: UpdateMode,
         if_revision: Option<&str>,
     ) -> Result<Pending<DocMeta>> {
-        let patch = prepare_update(db, coll, key, body)?;
-        let meta = self.run_doc_tx(
-            "updating a document",
-            self.update_op(db, coll, key, &patch, mode, if_revision),
-        )?;
-        Ok(self.pending(meta))
+        self.execute(self.update_write(db, coll, key, body, mode, if_revision)?)
     }
 
     /// [`Self::update`] made idempotent by `rk` (see [`Self::insert_keyed`]).
@@ -529,45 +517,51 @@ impl DocumentStore {
         mode: UpdateMode,
         if_revision: Option<&str>,
         rk: &RequestKey,
-        encode: impl Fn(&DocMeta) -> Bytes,
+        encode: impl Fn(&DocMeta) -> Bytes + Send + 'static,
     ) -> Result<Pending<Bytes>> {
-        let patch = prepare_update(db, coll, key, body)?;
-        self.run_keyed(
-            "updating a document",
-            rk,
-            encode,
-            self.update_op(db, coll, key, &patch, mode, if_revision),
-        )
+        let w = self.update_write(db, coll, key, body, mode, if_revision)?;
+        self.execute(w.keyed(rk.clone(), encode))
     }
 
-    fn update_op<'a>(
-        &'a self,
-        db: &'a str,
-        coll: &'a str,
-        key: &'a str,
-        patch: &'a serde_json::Map<String, serde_json::Value>,
+    /// [`Self::update`], checked and prepared (the patch parsed) to run later with
+    /// [`Self::submit`] or [`Self::execute`].
+    pub fn update_write(
+        &self,
+        db: &str,
+        coll: &str,
+        key: &str,
+        body: Bytes,
         mode: UpdateMode,
-        if_revision: Option<&'a str>,
-    ) -> impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<DocMeta> + 'a {
-        move |tx, changes| {
-            let c =
-                load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
-            let updated = update_doc(
-                tx,
-                &self.clock,
-                &c,
-                key,
-                patch.clone(),
-                mode,
-                false,
-                if_revision,
-                changes,
-            )?;
-            Ok(DocMeta {
-                key: key.to_string(),
-                rev: updated.rev,
-            })
-        }
+        if_revision: Option<&str>,
+    ) -> Result<DocWrite<DocMeta>> {
+        let bytes = body.len();
+        let patch = prepare_update(db, coll, key, body)?;
+        let (db, coll, key) = (db.to_string(), coll.to_string(), key.to_string());
+        let if_revision = if_revision.map(str::to_string);
+        let clock = self.clock.clone();
+        Ok(DocWrite::new(
+            "updating a document",
+            bytes,
+            move |tx, changes| {
+                let c = load_collection(&*tx, &db, &coll)?
+                    .ok_or_else(|| collection_not_found(&db, &coll))?;
+                let updated = update_doc(
+                    tx,
+                    &clock,
+                    &c,
+                    &key,
+                    patch.clone(),
+                    mode,
+                    false,
+                    if_revision.as_deref(),
+                    changes,
+                )?;
+                Ok(DocMeta {
+                    key: key.clone(),
+                    rev: updated.rev,
+                })
+            },
+        ))
     }
 
     /// Deletes documents atomically. Missing keys are reported, not an error. With
@@ -580,10 +574,7 @@ impl DocumentStore {
         keys: &[String],
         if_revision: Option<&str>,
     ) -> Result<Pending<DeleteOutcome>> {
-        prepare_delete(db, coll, keys)?;
-        let outcome =
-            self.run_doc_tx("deleting documents", delete_op(db, coll, keys, if_revision))?;
-        Ok(self.pending(outcome))
+        self.execute(self.delete_write(db, coll, keys.to_vec(), if_revision)?)
     }
 
     /// [`Self::delete`] made idempotent by `rk` (see [`Self::insert_keyed`]).
@@ -594,50 +585,37 @@ impl DocumentStore {
         keys: &[String],
         if_revision: Option<&str>,
         rk: &RequestKey,
-        encode: impl Fn(&DeleteOutcome) -> Bytes,
+        encode: impl Fn(&DeleteOutcome) -> Bytes + Send + 'static,
     ) -> Result<Pending<Bytes>> {
-        prepare_delete(db, coll, keys)?;
-        self.run_keyed(
+        let w = self.delete_write(db, coll, keys.to_vec(), if_revision)?;
+        self.execute(w.keyed(rk.clone(), encode))
+    }
+
+    /// [`Self::delete`], checked, to run later with [`Self::submit`] or
+    /// [`Self::execute`].
+    pub fn delete_write(
+        &self,
+        db: &str,
+        coll: &str,
+        keys: Vec<String>,
+        if_revision: Option<&str>,
+    ) -> Result<DocWrite<DeleteOutcome>> {
+        prepare_delete(db, coll, &keys)?;
+        let bytes = keys.iter().map(String::len).sum();
+        let (db, coll) = (db.to_string(), coll.to_string());
+        let if_revision = if_revision.map(str::to_string);
+        Ok(DocWrite::new(
             "deleting documents",
-            rk,
-            encode,
-            delete_op(db, coll, keys, if_revision),
-        )
+            bytes,
+            move |tx, changes| {
+                let c = load_collection(&*tx, &db, &coll)?
+                    .ok_or_else(|| collection_not_found(&db, &coll))?;
+                delete_keys(tx, &c, &keys, if_revision.as_deref(), changes)
+            },
+        ))
     }
 
     // ---- request keys --------------------------------------------------------------
-
-    /// Runs a document write made idempotent by `rk`, in one transaction that
-    /// (1) reads `rk`'s record and, when a live one exists, writes nothing and answers
-    /// with its stored response; else (2) runs `body`, encodes its result with
-    /// `encode`, and writes the record (response and expiry) next to the write.
-    ///
-    /// Both requests of a race between two with the same key read the record inside
-    /// their transaction, so the one that commits second conflicts and is rerun, and
-    /// then finds the record (see `request_keys.rs`). A failing `body` commits
-    /// nothing, so only successful writes are recorded. The answer, stored or fresh,
-    /// is acknowledged once durable; for a stored one that also covers the original
-    /// write, which committed before this request read its record.
-    pub(crate) fn run_keyed<T>(
-        &self,
-        what: &str,
-        rk: &RequestKey,
-        encode: impl Fn(&T) -> Bytes,
-        mut body: impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<T>,
-    ) -> Result<Pending<Bytes>> {
-        let response = self.run_doc_tx(what, |tx, changes| {
-            let now = now_ms();
-            let before = request_keys::existing(&*tx, rk, now)?;
-            if let request_keys::Existing::Live(stored) = before {
-                return Ok(stored);
-            }
-            let out = body(tx, changes)?;
-            let response = encode(&out);
-            request_keys::record(tx, rk, &response, now, &before)?;
-            Ok(response)
-        })?;
-        Ok(self.pending(response))
-    }
 
     /// The stored response of `rk`, if a live record exists (a point read on a fresh
     /// snapshot). It resolves once durable: a record seen here may belong to a write
@@ -936,18 +914,6 @@ fn prepare_delete(db: &str, coll: &str, keys: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn delete_op<'a>(
-    db: &'a str,
-    coll: &'a str,
-    keys: &'a [String],
-    if_revision: Option<&'a str>,
-) -> impl FnMut(&mut dyn KvTx, &mut Vec<ChangeRecord>) -> Result<DeleteOutcome> + 'a {
-    move |tx, changes| {
-        let c = load_collection(&*tx, db, coll)?.ok_or_else(|| collection_not_found(db, coll))?;
-        delete_keys(tx, &c, keys, if_revision, changes)
-    }
-}
-
 /// Writes the entries of every document of `c` into the new index `info`, inside
 /// `tx`. The scan of the collection joins the read set; duplicates of a unique index
 /// are found in memory (nothing else can write under the new id before the commit).
@@ -1030,6 +996,7 @@ pub(crate) fn collections_of<R: KvRead + ?Sized>(r: &R, db: &str) -> Result<Vec<
 mod tests {
     use super::*;
     use crate::{RequestKey, WaitDurable};
+    use std::time::Duration;
 
     fn count(store: &DocumentStore, space: Space, prefix: &[u8]) -> usize {
         let snap = store.engine.snapshot().unwrap();

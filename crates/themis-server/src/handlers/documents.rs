@@ -11,7 +11,7 @@
 //! A write with a `request_key` is idempotent per user: its encoded response is
 //! stored with it in the same storage transaction, and a request with the same key
 //! gets that response back without running (see `crate::request_keys` and
-//! `DocumentStore::run_keyed`). Inside a transaction the key belongs on COMMIT_TX.
+//! `DocWrite::keyed`). Inside a transaction the key belongs on COMMIT_TX.
 
 use bytes::Bytes;
 use prost::Message;
@@ -22,12 +22,12 @@ use themis_proto::wire::{
 };
 use themis_proto::{ErrorCode, ErrorExt, TypedResponse};
 use themis_storage::{
-    DeleteOutcome, DocMeta, DocumentStore, Pending, RequestKey, StorageError, Transaction,
+    DeleteOutcome, DocMeta, DocWrite, RequestKey, StorageError, Transaction,
     UpdateMode as StoreMode,
 };
 
 use super::transactions::Access;
-use super::{database_of, fail, invalid, storage_error, write, ConnState};
+use super::{database_of, fail, invalid, storage_error, submit, ConnState};
 use crate::request_keys::request_key;
 use crate::session::Session;
 use crate::Shared;
@@ -55,23 +55,23 @@ fn key_of(
     )
 }
 
-/// Runs a keyed write (see the module doc): waits for the key's gate, commits on a
-/// writer thread (the gate is released when the commit returns), awaits durability,
-/// and decodes the response bytes, fresh or stored, into the typed response.
-pub(crate) async fn keyed_write<R: Message + Default + TypedResponse>(
+/// Runs a keyed write (see the module doc): waits for the key's gate, commits `w`
+/// made idempotent by `rk` on storage's batch writer (the gate is released when the
+/// commit returns), awaits durability, and decodes the response bytes, fresh or
+/// stored, into the typed response.
+async fn keyed_write<T: Send + 'static, R: Message + Default + TypedResponse>(
     shared: &Shared,
     rk: RequestKey,
-    commit: impl FnOnce(&DocumentStore, &RequestKey) -> Result<Pending<Bytes>, StorageError>
-        + Send
-        + 'static,
+    w: DocWrite<T>,
+    encode: impl Fn(&T) -> Bytes + Send + 'static,
 ) -> R {
     let gate = shared.request_keys.enter(&rk).await;
-    let stored = write(shared, move |s| {
-        let out = commit(s, &rk);
-        drop(gate);
-        out
-    })
-    .await;
+    let committed = shared.store.submit(w.keyed(rk, encode)).await;
+    drop(gate);
+    let stored = match committed {
+        Ok(pending) => pending.wait().await,
+        Err(e) => Err(e),
+    };
     match stored {
         Ok(bytes) => decode_stored(&bytes),
         Err(e) => fail(storage_error(e)),
@@ -153,20 +153,18 @@ pub(crate) async fn create(
         Ok(rk) => rk,
         Err(e) => return fail(e),
     };
-    if let Some(rk) = rk {
-        let db = database_of(&req.database, session).to_string();
-        return keyed_write(shared, rk, move |s, rk| {
-            s.insert_keyed(&db, &coll, docs, auto_create, rk, |metas| {
-                create_response(bulk, metas).encode_to_vec().into()
-            })
-        })
-        .await;
-    }
     let stored = if req.transaction_id.is_empty() {
-        let db = database_of(&req.database, session).to_string();
-        write(shared, move |s| s.insert(&db, &coll, docs, auto_create))
-            .await
-            .map_err(storage_error)
+        let db = database_of(&req.database, session);
+        let w = match shared.store.insert_write(db, &coll, docs, auto_create) {
+            Ok(w) => w,
+            Err(e) => return fail(storage_error(e)),
+        };
+        if let Some(rk) = rk {
+            let encode =
+                move |metas: &Vec<DocMeta>| create_response(bulk, metas).encode_to_vec().into();
+            return keyed_write(shared, rk, w, encode).await;
+        }
+        submit(shared, w).await.map_err(storage_error)
     } else {
         let insert = move |tx: &mut Transaction| tx.insert(&coll, docs, auto_create);
         in_transaction(
@@ -258,36 +256,24 @@ pub(crate) async fn update(
         Ok(rk) => rk,
         Err(e) => return fail(e),
     };
-    if let Some(rk) = rk {
-        let db = database_of(&req.database, session).to_string();
-        return keyed_write(shared, rk, move |s, rk| {
-            s.update_keyed(
-                &db,
-                &req.collection,
-                &req.document_id,
-                req.document,
-                mode,
-                non_empty(&req.if_revision),
-                rk,
-                |meta| update_response(meta).encode_to_vec().into(),
-            )
-        })
-        .await;
-    }
     let updated = if req.transaction_id.is_empty() {
-        let db = database_of(&req.database, session).to_string();
-        let update = move |s: &DocumentStore| {
-            let if_revision = non_empty(&req.if_revision);
-            s.update(
-                &db,
-                &req.collection,
-                &req.document_id,
-                req.document,
-                mode,
-                if_revision,
-            )
+        let w = shared.store.update_write(
+            database_of(&req.database, session),
+            &req.collection,
+            &req.document_id,
+            req.document,
+            mode,
+            non_empty(&req.if_revision),
+        );
+        let w = match w {
+            Ok(w) => w,
+            Err(e) => return fail(storage_error(e)),
         };
-        write(shared, update).await.map_err(storage_error)
+        if let Some(rk) = rk {
+            let encode = |meta: &DocMeta| update_response(meta).encode_to_vec().into();
+            return keyed_write(shared, rk, w, encode).await;
+        }
+        submit(shared, w).await.map_err(storage_error)
     } else {
         let id = std::mem::take(&mut req.transaction_id);
         let db = std::mem::take(&mut req.database);
@@ -328,31 +314,22 @@ pub(crate) async fn delete(
         Ok(rk) => rk,
         Err(e) => return fail(e),
     };
-    if let Some(rk) = rk {
-        let db = database_of(&req.database, session).to_string();
-        return keyed_write(shared, rk, move |s, rk| {
-            s.delete_keyed(
-                &db,
-                &req.collection,
-                &req.document_ids,
-                non_empty(&req.if_revision),
-                rk,
-                |outcome| delete_response(outcome).encode_to_vec().into(),
-            )
-        })
-        .await;
-    }
     let deleted = if req.transaction_id.is_empty() {
-        let db = database_of(&req.database, session).to_string();
-        let delete = move |s: &DocumentStore| {
-            s.delete(
-                &db,
-                &req.collection,
-                &req.document_ids,
-                non_empty(&req.if_revision),
-            )
+        let w = shared.store.delete_write(
+            database_of(&req.database, session),
+            &req.collection,
+            std::mem::take(&mut req.document_ids),
+            non_empty(&req.if_revision),
+        );
+        let w = match w {
+            Ok(w) => w,
+            Err(e) => return fail(storage_error(e)),
         };
-        write(shared, delete).await.map_err(storage_error)
+        if let Some(rk) = rk {
+            let encode = |outcome: &DeleteOutcome| delete_response(outcome).encode_to_vec().into();
+            return keyed_write(shared, rk, w, encode).await;
+        }
+        submit(shared, w).await.map_err(storage_error)
     } else {
         let id = std::mem::take(&mut req.transaction_id);
         let db = std::mem::take(&mut req.database);

@@ -17,7 +17,7 @@ pub mod transactions;
 use bytes::Bytes;
 use themis_proto::wire::{self, ErrorCode, OpCode};
 use themis_proto::{ErrorExt, Request, TypedResponse};
-use themis_storage::{DocumentStore, Pending, StorageError};
+use themis_storage::{DocWrite, DocumentStore, Pending, StorageError};
 
 use crate::audit::AuditEvent;
 use crate::auth::Permission;
@@ -313,6 +313,16 @@ pub(crate) async fn write<T: Send + 'static>(
             JobError::Panicked => StorageError::Internal(e.to_string()),
         })??;
     pending.wait().await
+}
+
+/// Runs a document write on storage's batch writer, which commits it together with
+/// the other document writes that arrived meanwhile (`themis_storage::DocWrite`),
+/// then awaits durability.
+pub(crate) async fn submit<T: Send + 'static>(
+    shared: &Shared,
+    w: DocWrite<T>,
+) -> Result<T, StorageError> {
+    shared.store.submit(w).await?.wait().await
 }
 
 /// The error for a job a worker pool could not run to completion.
