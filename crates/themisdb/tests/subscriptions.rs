@@ -843,7 +843,7 @@ async fn server_memory_stays_bounded_with_subscribers_that_never_read() {
     // Subscriptions that never read: whole-database ones and a filtered one.
     let mut sleeper = Subscriber::login(server.addr).await;
     let mut subs = Vec::new();
-    for filter in ["", "", "", "doc.i % 2 == 0"] {
+    for filter in ["", "", "", "", "", "", "", "doc.i % 2 == 0"] {
         subs.push(
             sleeper
                 .subscribe(wire::SubscribeRequest {
@@ -866,12 +866,15 @@ async fn server_memory_stays_bounded_with_subscribers_that_never_read() {
          after warm-up, {baseline} KiB -> peak {peak} KiB",
         subs.len()
     );
-    // Queued for the sleeper, the changes would take ~65 MiB per subscription. What
-    // may be held is each subscription's buffer_events (1024) changes, the
-    // connection's 1 MiB event budget and the socket buffers: a few MiB.
+    // Queued for the sleeper, the changes would take ~65 MiB per subscription, some
+    // 490 MiB for these 8. What may be held is each subscription's buffer_events
+    // (1024) changes, the connection's 1 MiB event budget and the socket buffers: a
+    // few MiB. The rest of the growth is the storage engine's memtables filling and
+    // being flushed: with mimalloc, which hands freed memory back to the system, the
+    // server's RSS rises and falls by up to ~130 MiB as they do.
     let growth_mib = peak.saturating_sub(baseline) / 1024;
     assert!(
-        growth_mib < 64,
+        growth_mib < 200,
         "server RSS grew by {growth_mib} MiB (from {baseline} KiB to {peak} KiB)"
     );
     // Every sleeper, once it reads, learns that it lagged and where to resume.
