@@ -43,7 +43,7 @@ use futures::FutureExt;
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
@@ -52,12 +52,20 @@ use themis_proto::wire::{self, ErrorCode, OpCode};
 use themis_proto::{encode_frame, ErrorExt, FrameCodec, FrameError, Request};
 
 use crate::handlers;
+use crate::outbox;
 use crate::session::Session;
 use crate::tls::TLS_HANDSHAKE_RECORD;
 use crate::Shared;
 
 /// Largest batch the writer hands to one `write` call.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// A write buffer grown past this is released once written, so a connection that
+/// once carried a large batch does not keep its buffer while it sits quiet.
+const KEPT_WRITE_BUFFER: usize = 64 * 1024;
+/// A connection with nothing unread for this long gives back its read buffer.
+const QUIET_AFTER: Duration = Duration::from_secs(1);
+/// What a quiet connection reads into: a PING or a small request fits.
+const QUIET_READ_BUFFER: usize = 64;
 /// How long a closing connection waits for the peer to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 /// During shutdown, at most this many late requests get an explicit UNAVAILABLE answer.
@@ -81,7 +89,7 @@ struct Outgoing {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-type Tx = mpsc::UnboundedSender<Outgoing>;
+type Tx = outbox::Sender<Outgoing>;
 
 /// Where a connection's subscriptions put their OP_EVENT frames: the connection's
 /// writer, through a budget of [`EVENT_BUDGET_BYTES`] that a frame holds until it is
@@ -171,13 +179,29 @@ impl Reader {
             if let Some(payload) = self.codec.decode(&mut self.buf).map_err(ReadEnd::Frame)? {
                 return Ok(payload);
             }
-            // Grow only towards a frame whose header the codec accepted.
-            let need = self.codec.bytes_needed(&self.buf).map_err(ReadEnd::Frame)?;
-            self.buf.reserve(need.clamp(4096, 256 * 1024));
+            // A quiet connection (see below) reads its next bytes into a small buffer;
+            // the first frame that does not fit grows it again.
+            let quiet = self.buf.is_empty() && self.buf.capacity() <= QUIET_READ_BUFFER;
+            if !quiet {
+                // Grow only towards a frame whose header the codec accepted.
+                let need = self.codec.bytes_needed(&self.buf).map_err(ReadEnd::Frame)?;
+                self.buf.reserve(need.clamp(4096, 256 * 1024));
+            }
+            // With nothing unread for QUIET_AFTER the read buffer goes back to the
+            // allocator: 10,000 idle connections would otherwise hold a touched page
+            // each. The one timer serves both this and the deadline.
+            let quiet_at = Instant::now() + QUIET_AFTER;
+            let shrink = self.buf.is_empty() && !quiet && quiet_at < deadline;
+            let wake = if shrink { quiet_at } else { deadline };
             tokio::select! {
                 biased;
                 _ = crate::stopped(shutdown) => return Err(ReadEnd::Shutdown),
-                _ = tokio::time::sleep_until(deadline) => return Err(ReadEnd::Timeout),
+                _ = tokio::time::sleep_until(wake) => {
+                    if !shrink {
+                        return Err(ReadEnd::Timeout);
+                    }
+                    self.buf = BytesMut::with_capacity(QUIET_READ_BUFFER);
+                }
                 read = self.rd.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Err(ReadEnd::Eof { truncated: !self.buf.is_empty() }),
                     Ok(_) => {}
@@ -222,7 +246,16 @@ pub(crate) async fn accept(
             }
         }
         Some(tls) => {
-            match negotiate(stream, peer, &shared, &tls, &mut shutdown, accepted_at).await {
+            // Boxed like the handshake in `serve`: no idle connection carries its state.
+            let tls = Box::pin(negotiate(
+                stream,
+                peer,
+                &shared,
+                &tls,
+                &mut shutdown,
+                accepted_at,
+            ));
+            match tls.await {
                 Some(negotiated) => negotiated,
                 None => return,
             }
@@ -349,7 +382,7 @@ async fn serve(
         wr,
         client_cert,
     } = stream;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = outbox::outbox();
     let writer = tokio::spawn(write_loop(wr, rx).in_current_span());
     let mut reader = Reader {
         rd,
@@ -467,10 +500,11 @@ async fn serve(
             }
             (None, Request::Handshake(hs)) => {
                 let span = tracing::info_span!("handshake", request_id, user = ?hs.username);
-                let (resp, bound) =
-                    handlers::handshake::handle(&shared, peer, client_cert.as_deref(), hs)
-                        .instrument(span)
-                        .await;
+                // Boxed: its state lives only while it runs, instead of making every
+                // connection's future (and its idle memory) as large as the handshake.
+                let handshake =
+                    handlers::handshake::handle(&shared, peer, client_cert.as_deref(), hs);
+                let (resp, bound) = Box::pin(handshake.instrument(span)).await;
                 send(
                     &shared.codec,
                     &tx,
@@ -762,28 +796,42 @@ fn spawn_request(
 }
 
 /// Drains whatever is queued into one buffer per `write` call; half-closes at the end.
-async fn write_loop(mut wr: WriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn write_loop(mut wr: WriteHalf, mut rx: outbox::Receiver<Outgoing>) {
     // Grows with the batches it carries (up to about WRITE_BATCH_BYTES): an idle
     // connection holds no write buffer to speak of.
     let mut buf = BytesMut::new();
     let mut written: Vec<Outgoing> = Vec::new();
     while let Some(first) = rx.recv().await {
-        buf.extend_from_slice(&first.frame);
-        written.push(first);
+        let Some(second) = rx.try_recv() else {
+            // Alone in the queue: written from where it is, without a copy.
+            if let Err(e) = wr.write_all(&first.frame).await {
+                debug!(error = %e, "write failed; dropping the rest");
+                return;
+            }
+            continue;
+        };
+        for next in [first, second] {
+            buf.extend_from_slice(&next.frame);
+            written.push(next);
+        }
         while buf.len() < WRITE_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(next) => {
+                Some(next) => {
                     buf.extend_from_slice(&next.frame);
                     written.push(next);
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         if let Err(e) = wr.write_all(&buf).await {
             debug!(error = %e, "write failed; dropping the rest");
             return;
         }
-        buf.clear();
+        if buf.capacity() > KEPT_WRITE_BUFFER {
+            buf = BytesMut::new();
+        } else {
+            buf.clear();
+        }
         // Releases the in-flight permits of everything just written.
         written.clear();
     }

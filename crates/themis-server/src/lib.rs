@@ -25,6 +25,7 @@ pub mod config;
 pub mod connection;
 pub mod handlers;
 pub mod listener;
+mod outbox;
 mod pools;
 mod request_keys;
 pub mod session;
