@@ -7,13 +7,10 @@
 //! ops/s and p50/p90/p99/p99.9/max, with errors by code and bytes per operation.
 //!
 //! Closed loop (the default): each of the N × M workers sends its next request as soon
-//! as the previous one is answered. Open loop (`--rate R`): each worker sends on a
-//! fixed schedule of R / (N × M) requests per second (the workers' schedules are
-//! staggered evenly), and a request's latency runs from the time it was *scheduled*
-//! whenever the worker was still busy with the previous one at that time, so a slow
-//! answer is charged to every request it held back (no coordinated omission). When
-//! the worker was idle, latency runs from the actual send, so that the timer's own
-//! lateness (tokio's timers tick in milliseconds) is not charged to the server.
+//! as the previous one is answered. Open loop (`--rate R`): a pacing thread ([`Pacer`])
+//! releases send times evenly spaced at R per second, whichever worker is free takes
+//! the next, and a request's latency runs from the time it was *scheduled*, so a slow
+//! answer is charged to every request it held back (no coordinated omission).
 //!
 //! Key choice for the keyed workloads (get, update, mixed, tx) is uniform or zipfian
 //! over `--keys` documents (see [`keys`]).
@@ -105,9 +102,9 @@ TLS: give it in the URL, e.g.
 too (request_timeout, retry_writes, …); each connection is its own client, limited
 to exactly one connection.
 
-Open loop: with --rate, each of the connections x in-flight workers sends on a fixed
-schedule and latency counts from the scheduled send time when an earlier request
-held it back (no coordinated omission). Without --rate, the loop is closed.")]
+Open loop: with --rate, sends are scheduled evenly at that total rate and taken by
+whichever of the connections x in-flight workers is free; latency counts from the
+scheduled send time (no coordinated omission). Without --rate, the loop is closed.")]
 pub struct BenchArgs {
     /// Server URL, e.g. themis://root:secret@127.0.0.1:8766 (or set THEMIS_URL);
     /// TLS with ?enable_ssl=true&ssl_ca_cert_path=ca.pem.
@@ -623,6 +620,54 @@ enum Stop {
     Until(Instant),
 }
 
+/// The open loop's clock: a thread that hands out send times at `rate` per second,
+/// evenly spaced, to whichever worker is free.
+///
+/// Not one timer per worker: tokio's timers tick in milliseconds, so 50 workers each
+/// sending once a millisecond all woke on the same tick and sent in bursts of 50,
+/// which is not the steady rate the open loop promises (p50 of `get` at 50k/s was
+/// 438 µs, mostly the burst queueing in the server). The thread sleeps with the OS's
+/// finer timers and releases the sends that are due each time it wakes.
+struct Pacer {
+    due: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>,
+}
+
+impl Pacer {
+    fn start(rate: f64, started: Instant, stop: Stop) -> Arc<Pacer> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let period = Duration::from_secs_f64(1.0 / rate);
+        std::thread::spawn(move || {
+            let mut n: u64 = 0;
+            loop {
+                let at = started + period.mul_f64(n as f64);
+                let over = match stop {
+                    Stop::Until(d) => at >= d,
+                    Stop::Count(limit) => n >= limit,
+                };
+                if over {
+                    return;
+                }
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                }
+                if tx.send(at).is_err() {
+                    return;
+                }
+                n += 1;
+            }
+        });
+        Arc::new(Pacer {
+            due: tokio::sync::Mutex::new(rx),
+        })
+    }
+
+    /// The next send's scheduled time; `None` once the run is over.
+    async fn next(&self) -> Option<Instant> {
+        self.due.lock().await.recv().await
+    }
+}
+
 /// The outcome of one request.
 enum Outcome {
     Ok,
@@ -781,14 +826,11 @@ async fn run_phase(
     let issued = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let workers = clients.len() * args.in_flight;
-    // Open loop: each worker's interval between sends.
-    let interval = args
-        .rate
-        .map(|r| Duration::from_secs_f64(workers as f64 / r));
     let progress = (!args.json && std::io::stderr().is_terminal())
         .then(|| spawn_progress(w.op, label, issued.clone(), failed.clone(), stop));
     let io_before = netio::tcp_bytes();
     let started = Instant::now();
+    let pacer = args.rate.map(|rate| Pacer::start(rate, started, stop));
     let mut tasks = Vec::with_capacity(workers);
     for (ci, client) in clients.iter().enumerate() {
         for wi in 0..args.in_flight {
@@ -799,25 +841,24 @@ async fn run_phase(
             let failed = failed.clone();
             let index = ci * args.in_flight + wi;
             let mut rng = Rng::new(index as u64 + 1);
-            // Staggered so that the workers' sends interleave evenly.
-            let mut next_send =
-                interval.map(|iv| started + iv.mul_f64(index as f64 / workers as f64));
+            let pacer = pacer.clone();
             tasks.push(tokio::spawn(async move {
                 let mut hist = latency_histogram();
                 let mut writes = latency_histogram();
                 let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
                 loop {
-                    let scheduled = match (next_send.as_mut(), interval) {
-                        (Some(next), Some(iv)) => {
-                            let at = *next;
-                            *next += iv;
-                            Some(at)
-                        }
-                        _ => None,
+                    // Open loop: the latency runs from the send's scheduled time, so
+                    // a send that waited for a free worker counts its wait.
+                    let t = match &pacer {
+                        Some(pacer) => match pacer.next().await {
+                            Some(at) => at,
+                            None => break,
+                        },
+                        None => Instant::now(),
                     };
                     match stop {
                         Stop::Until(d) => {
-                            if Instant::now() >= d || scheduled.is_some_and(|s| s >= d) {
+                            if Instant::now() >= d {
                                 break;
                             }
                             issued.fetch_add(1, Ordering::Relaxed);
@@ -828,16 +869,6 @@ async fn run_phase(
                             }
                         }
                     }
-                    let t = match scheduled {
-                        Some(at) if Instant::now() < at => {
-                            tokio::time::sleep_until(at.into()).await;
-                            // Idle until now: the timer's lateness is not the server's.
-                            Instant::now()
-                        }
-                        // Behind schedule: the wait since `at` is part of the latency.
-                        Some(at) => at,
-                        None => Instant::now(),
-                    };
                     let (result, is_write) = execute(&w, &client, &coll, &mut rng).await;
                     match result {
                         Outcome::Ok => {
