@@ -54,9 +54,10 @@ pub struct FjallEngine {
 /// file that is active at that moment, `N.jnl`. Journals are numbered upwards and
 /// fjall fsyncs `N.jnl` before it creates `N+1.jnl` when it rotates. So after the
 /// write, if `N+1.jnl` exists then `N.jnl` is synced already, and the newest journal
-/// is the only one that may hold unsynced data: that is the one fsynced here. When
-/// anything about the files is not as expected, `persist` falls back to fjall's own
-/// `persist(SyncAll)`.
+/// is the only one that may hold unsynced data: that is the one fsynced here. fjall
+/// deletes sealed journals oldest first, so when the journal last synced here is gone
+/// the directory is listed again for the newest. When anything about the files is not
+/// as expected, `persist` falls back to fjall's own `persist(SyncAll)`.
 struct JournalSync {
     dir: PathBuf,
     /// The newest journal seen so far, with a descriptor to fsync it.
@@ -91,6 +92,11 @@ impl JournalSync {
         };
         while self.path(id + 1).try_exists()? {
             id += 1;
+        }
+        if !self.path(id).try_exists()? {
+            // Deleted since the last sync (sealed, flushed, removed): its successors
+            // may be gone too.
+            id = self.newest()?;
         }
         if active.as_ref().is_none_or(|(open, _)| *open != id) {
             // Written only by fjall; opened for writing because some systems refuse to
@@ -320,6 +326,31 @@ mod tests {
 
     fn synced_journal(e: &FjallEngine) -> u64 {
         e.journal.active.lock().unwrap().as_ref().unwrap().0
+    }
+
+    #[test]
+    fn the_journal_synced_is_the_newest_even_after_older_ones_were_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = |id: u64| dir.path().join(format!("{id}.jnl"));
+        std::fs::write(journal(5), b"a").unwrap();
+        let sync = JournalSync {
+            dir: dir.path().to_path_buf(),
+            active: Mutex::new(None),
+        };
+        let synced = || sync.active.lock().unwrap().as_ref().unwrap().0;
+        sync.sync().unwrap();
+        assert_eq!(synced(), 5);
+        std::fs::write(journal(6), b"b").unwrap();
+        sync.sync().unwrap();
+        assert_eq!(synced(), 6);
+        // Two rotations and a clean-up between syncs: 6 and 7 are gone, 8 is active.
+        std::fs::write(journal(7), b"c").unwrap();
+        std::fs::write(journal(8), b"d").unwrap();
+        std::fs::remove_file(journal(5)).unwrap();
+        std::fs::remove_file(journal(6)).unwrap();
+        std::fs::remove_file(journal(7)).unwrap();
+        sync.sync().unwrap();
+        assert_eq!(synced(), 8);
     }
 
     #[test]
