@@ -290,7 +290,15 @@ impl BatchWriter {
             Some(q) if q.send(job).is_ok() => {}
             _ => return Err(stopped()),
         }
-        rx.await.unwrap_or_else(|_| Err(stopped()))
+        // The thread answers every write it takes, also while the store closes; an
+        // unanswered one was in a batch that panicked.
+        rx.await.unwrap_or_else(|_| {
+            Err(StorageError::Internal(
+                "the write failed unexpectedly (the server logged it) and may or may not \
+                 have been applied; read before sending it again"
+                    .to_string(),
+            ))
+        })
     }
 
     /// How many batches of more than one write have committed together.
@@ -303,6 +311,11 @@ impl Drop for BatchWriter {
     fn drop(&mut self) {
         self.queue.take();
         if let Some(t) = self.thread.take() {
+            // The last handle on the store may be dropped by a write running on the
+            // thread itself (a test's); it then ends on its own once the queue is empty.
+            if t.thread().id() == std::thread::current().id() {
+                return;
+            }
             if t.join().is_err() {
                 tracing::error!("the batch writer thread panicked");
             }
@@ -331,14 +344,25 @@ fn run(rx: mpsc::Receiver<Box<dyn Queued>>, c: Committing, batches: Arc<AtomicU6
             bytes += job.bytes();
             batch.push(job);
         }
-        if batch.len() == 1 {
-            if let Some(job) = batch.pop() {
-                job.run_alone(&c);
+        let single = batch.len() == 1;
+        // A panic fails its batch (the callers get an internal error), not the thread:
+        // every later write would fail with it.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if single {
+                if let Some(job) = batch.pop() {
+                    job.run_alone(&c);
+                }
+            } else {
+                run_batch(batch, &c);
             }
-            continue;
+        }));
+        if ran.is_err() {
+            tracing::error!(
+                "a document write panicked; its batch failed, the batch writer goes on"
+            );
+        } else if !single {
+            batches.fetch_add(1, Ordering::Relaxed);
         }
-        run_batch(batch, &c);
-        batches.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -665,5 +689,37 @@ mod tests {
         assert!(found.iter().all(Option::is_some), "{found:?}");
         assert_eq!(s.collection_stats("_system", "n").unwrap().count, 3);
         assert_eq!(s.list_collections("_system").unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_its_batch_and_the_writer_goes_on() {
+        let (_dir, s) = open();
+        s.insert("_system", "c", doc("{}"), true)
+            .wait()
+            .await
+            .unwrap();
+        let boom = || DocWrite::<()>::new("panicking", 0, |_, _| panic!("a bug in a write"));
+        let e = done(queue(&s, boom())).await.unwrap_err();
+        assert!(matches!(e, StorageError::Internal(_)), "{e:?}");
+        // In a batch: the batch fails, nothing of it is written.
+        let (release, blocker) = occupy(&s);
+        let w = s
+            .insert_write("_system", "c", doc(r#"{"_key":"lost"}"#), false)
+            .unwrap();
+        let lost = queue(&s, w);
+        let panicking = queue(&s, boom());
+        release.send(()).unwrap();
+        done(blocker).await.unwrap();
+        assert!(matches!(done(lost).await, Err(StorageError::Internal(_))));
+        assert!(matches!(
+            done(panicking).await,
+            Err(StorageError::Internal(_))
+        ));
+        assert!(read(&s, "lost").is_none());
+        // The writer still runs.
+        let w = s
+            .insert_write("_system", "c", doc(r#"{"_key":"after"}"#), false)
+            .unwrap();
+        assert_eq!(done(queue(&s, w)).await.unwrap()[0].key, "after");
     }
 }

@@ -240,8 +240,18 @@ impl KvRead for Savepoint<'_> {
     }
 
     fn scan_prefix(&self, space: Space, prefix: &[u8]) -> KvIter {
+        // The parent's own prefix scan, which the batch transaction may answer from
+        // what it remembers (`batch::BatchTx`).
         let end = prefix_end(prefix);
-        self.scan_range(space, Bound::Included(prefix), prefix_upper(&end), false)
+        let base = self.parent.scan_prefix(space, prefix);
+        merged(
+            base,
+            &self.own,
+            space,
+            Bound::Included(prefix),
+            prefix_upper(&end),
+            false,
+        )
     }
 
     fn scan_range(
