@@ -22,12 +22,12 @@ use themis_proto::wire::{
 };
 use themis_proto::{ErrorCode, ErrorExt, TypedResponse};
 use themis_storage::{
-    DeleteOutcome, DocMeta, DocWrite, RequestKey, StorageError, Transaction,
+    DeleteOutcome, DocMeta, DocWrite, DocumentStore, RequestKey, StorageError, Transaction,
     UpdateMode as StoreMode,
 };
 
 use super::transactions::Access;
-use super::{database_of, fail, invalid, storage_error, submit, ConnState};
+use super::{database_of, fail, invalid, job_error, storage_error, submit, ConnState};
 use crate::request_keys::request_key;
 use crate::session::Session;
 use crate::Shared;
@@ -53,6 +53,25 @@ fn key_of(
         key,
         shared.config.server.request_key_window,
     )
+}
+
+/// Request bodies up to this size are parsed on the runtime; larger ones on the
+/// writer pool, so that a multi-megabyte bulk insert does not hold a runtime worker
+/// (and every connection it serves) while its JSON is parsed.
+const PREPARE_INLINE_BYTES: usize = 64 * 1024;
+
+/// Prepares a document write (names checked, JSON parsed) from a body of `bytes`.
+async fn prepare<T: Send + 'static>(
+    shared: &Shared,
+    bytes: usize,
+    f: impl FnOnce(&DocumentStore) -> Result<DocWrite<T>, StorageError> + Send + 'static,
+) -> Result<DocWrite<T>, wire::Error> {
+    if bytes <= PREPARE_INLINE_BYTES {
+        return f(&shared.store).map_err(storage_error);
+    }
+    let store = shared.store.clone();
+    let prepared = shared.writers.run(move || f(&store)).await;
+    prepared.map_err(job_error)?.map_err(storage_error)
 }
 
 /// Runs a keyed write (see the module doc): waits for the key's gate, commits `w`
@@ -154,10 +173,12 @@ pub(crate) async fn create(
         Err(e) => return fail(e),
     };
     let stored = if req.transaction_id.is_empty() {
-        let db = database_of(&req.database, session);
-        let w = match shared.store.insert_write(db, &coll, docs, auto_create) {
+        let db = database_of(&req.database, session).to_string();
+        let bytes = docs.iter().map(Bytes::len).sum();
+        let insert = move |s: &DocumentStore| s.insert_write(&db, &coll, docs, auto_create);
+        let w = match prepare(shared, bytes, insert).await {
             Ok(w) => w,
-            Err(e) => return fail(storage_error(e)),
+            Err(e) => return fail(e),
         };
         if let Some(rk) = rk {
             let encode =
@@ -257,17 +278,16 @@ pub(crate) async fn update(
         Err(e) => return fail(e),
     };
     let updated = if req.transaction_id.is_empty() {
-        let w = shared.store.update_write(
-            database_of(&req.database, session),
-            &req.collection,
-            &req.document_id,
-            req.document,
-            mode,
-            non_empty(&req.if_revision),
-        );
-        let w = match w {
+        let db = database_of(&req.database, session).to_string();
+        let bytes = req.document.len();
+        let update = move |s: &DocumentStore| {
+            let if_revision = non_empty(&req.if_revision);
+            let (coll, key) = (&req.collection, &req.document_id);
+            s.update_write(&db, coll, key, req.document, mode, if_revision)
+        };
+        let w = match prepare(shared, bytes, update).await {
             Ok(w) => w,
-            Err(e) => return fail(storage_error(e)),
+            Err(e) => return fail(e),
         };
         if let Some(rk) = rk {
             let encode = |meta: &DocMeta| update_response(meta).encode_to_vec().into();
