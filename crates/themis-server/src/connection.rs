@@ -758,7 +758,7 @@ fn spawn_request(
     let tx = tx.clone();
     let opcode = request.opcode();
     let span = tracing::debug_span!("request", request_id, op = ?opcode, user = %session.username);
-    tokio::spawn(
+    let mut work = Box::pin(
         async move {
             let started = std::time::Instant::now();
             let dispatched = std::panic::AssertUnwindSafe(handlers::dispatch(
@@ -793,6 +793,16 @@ fn spawn_request(
         }
         .instrument(span),
     );
+    // Most requests outside a transaction (reads above all) finish without waiting
+    // for anything: run them here on the reader's task, instead of paying for a task
+    // and a wake-up each. One that has to wait (a write's commit, a query on the
+    // query pool, ...) becomes a task of its own; spawning polls it again with a
+    // real waker, which replaces the no-op one of this first poll.
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    if work.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(work);
+    }
 }
 
 /// Drains whatever is queued into one buffer per `write` call; half-closes at the end.
