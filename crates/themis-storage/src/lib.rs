@@ -42,6 +42,7 @@ pub mod kv;
 mod names;
 mod overlay;
 mod query;
+mod read_catalog;
 mod request_keys;
 mod revision;
 mod store;

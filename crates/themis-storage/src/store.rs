@@ -52,6 +52,7 @@ use crate::index::{
 use crate::kv::{KvEngine, KvRead, KvTx, Space};
 use crate::names::{validate_key, validate_lookup_name, validate_name};
 use crate::query::{CollectionHandle, QuerySnapshot};
+use crate::read_catalog::ReadCatalog;
 use crate::request_keys::{self, RequestKey};
 use crate::revision::RevisionClock;
 use crate::transaction::{Isolation, Transaction};
@@ -152,6 +153,7 @@ pub struct DocumentStore {
     committer: Arc<GroupCommitter>,
     feed: Arc<ChangeFeed>,
     commit: Committing,
+    read_catalog: ReadCatalog,
 }
 
 impl DocumentStore {
@@ -199,6 +201,7 @@ impl DocumentStore {
             committer,
             feed,
             commit,
+            read_catalog: ReadCatalog::default(),
         };
         let created = store.run_tx("creating the _system database", |tx| {
             if read_database(&*tx, SYSTEM_DATABASE)?.is_some() {
@@ -332,20 +335,23 @@ impl DocumentStore {
                 "database '_system' cannot be dropped: it holds the server's own data".to_string(),
             ));
         }
-        let db_id = self.run_tx("dropping a database", |tx| {
-            let d = require_database(&*tx, name)?;
-            // Scanning the collection range puts it in the read set: a collection
-            // created concurrently in this database makes one of us retry.
-            delete_prefix(tx, Space::Meta, &coll_prefix(d.id))?;
-            delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, None))?;
-            tx.delete(Space::Meta, &db_key(name))?;
-            tx.put(
-                Space::Meta,
-                &tagged(PURGE_TAG, &db_docs_prefix(d.id)),
-                Bytes::new(),
-            )?;
-            Ok(d.id)
-        })?;
+        let drop = || {
+            self.run_tx("dropping a database", |tx| {
+                let d = require_database(&*tx, name)?;
+                // Scanning the collection range puts it in the read set: a collection
+                // created concurrently in this database makes one of us retry.
+                delete_prefix(tx, Space::Meta, &coll_prefix(d.id))?;
+                delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, None))?;
+                tx.delete(Space::Meta, &db_key(name))?;
+                tx.put(
+                    Space::Meta,
+                    &tagged(PURGE_TAG, &db_docs_prefix(d.id)),
+                    Bytes::new(),
+                )?;
+                Ok(d.id)
+            })
+        };
+        let db_id = self.read_catalog.dropping(drop)?;
         self.feed.drop_database(db_id);
         // The journal is sequential: if any purge write survives a crash, the catalog
         // change before it did too.
@@ -382,22 +388,25 @@ impl DocumentStore {
     pub fn drop_collection(&self, db: &str, name: &str) -> Result<Pending<()>> {
         validate_lookup_name("database", db)?;
         validate_lookup_name("collection", name)?;
-        let prefix = self.run_doc_tx("dropping a collection", |tx, changes| {
-            let (d, c) = require_collection(&*tx, db, name)?;
-            changes.push(ChangeRecord::new(
-                d.id,
-                ChangeKind::CollectionDropped,
-                name,
-                "",
-                "",
-                Bytes::new(),
-            ));
-            tx.delete(Space::Meta, &coll_key(d.id, name))?;
-            delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, Some(c.id)))?;
-            let prefix = coll_docs_prefix(d.id, c.id);
-            tx.put(Space::Meta, &tagged(PURGE_TAG, &prefix), Bytes::new())?;
-            Ok(prefix)
-        })?;
+        let drop = || {
+            self.run_doc_tx("dropping a collection", |tx, changes| {
+                let (d, c) = require_collection(&*tx, db, name)?;
+                changes.push(ChangeRecord::new(
+                    d.id,
+                    ChangeKind::CollectionDropped,
+                    name,
+                    "",
+                    "",
+                    Bytes::new(),
+                ));
+                tx.delete(Space::Meta, &coll_key(d.id, name))?;
+                delete_prefix(tx, Space::Meta, &index_catalog_prefix(d.id, Some(c.id)))?;
+                let prefix = coll_docs_prefix(d.id, c.id);
+                tx.put(Space::Meta, &tagged(PURGE_TAG, &prefix), Bytes::new())?;
+                Ok(prefix)
+            })
+        };
+        let prefix = self.read_catalog.dropping(drop)?;
         self.purge_logged(PURGE_TAG, &prefix);
         Ok(self.pending(()))
     }
@@ -482,11 +491,11 @@ impl DocumentStore {
         for k in keys {
             validate_key(k)?;
         }
-        let snap = self.engine.snapshot()?;
-        let (d, c) = require_collection(snap.as_ref(), db, coll)?;
+        let snapshot = || Ok(self.engine.snapshot()?);
+        let (snap, db_id, coll_id) = self.read_catalog.resolve(snapshot, db, coll)?;
         keys.iter()
             .map(|k| {
-                snap.get(Space::Docs, &doc_key(d.id, c.id, k))
+                snap.get(Space::Docs, &doc_key(db_id, coll_id, k))
                     .map_err(Into::into)
             })
             .collect()
