@@ -150,8 +150,8 @@ pub struct DocumentStore {
     batcher: BatchWriter,
     pub(crate) engine: Arc<dyn KvEngine>,
     clock: Arc<RevisionClock>,
-    committer: Arc<GroupCommitter>,
-    feed: Arc<ChangeFeed>,
+    /// The change feed and the group committer live here, shared with the batch
+    /// writer.
     commit: Committing,
     read_catalog: ReadCatalog,
 }
@@ -190,16 +190,14 @@ impl DocumentStore {
         let committer = Arc::new(GroupCommitter::start(engine.clone(), sync, feed.clone())?);
         let commit = Committing {
             engine: engine.clone(),
-            feed: feed.clone(),
-            committer: committer.clone(),
+            feed,
+            committer,
             conflict_retries: Arc::new(AtomicU64::new(0)),
         };
         let store = DocumentStore {
             batcher: BatchWriter::start(commit.clone())?,
             engine,
             clock,
-            committer,
-            feed,
             commit,
             read_catalog: ReadCatalog::default(),
         };
@@ -245,18 +243,18 @@ impl DocumentStore {
     /// Wraps the result of a write that has just committed: it becomes durable (as the
     /// configured [`SyncMode`] defines it) with the next group sync.
     pub(crate) fn pending<T>(&self, value: T) -> Pending<T> {
-        self.committer.pending(value)
+        self.commit.committer.pending(value)
     }
 
     /// Syncs everything committed so far to disk, whatever the [`SyncMode`]. Used at
     /// graceful shutdown.
     pub async fn flush(&self) -> Result<()> {
-        self.committer.flush().wait().await
+        self.commit.committer.flush().wait().await
     }
 
     /// Group-commit counters.
     pub fn sync_stats(&self) -> SyncStats {
-        self.committer.stats()
+        self.commit.committer.stats()
     }
 
     /// How many write transactions were rerun after an optimistic conflict.
@@ -352,7 +350,7 @@ impl DocumentStore {
             })
         };
         let db_id = self.read_catalog.dropping(drop)?;
-        self.feed.drop_database(db_id);
+        self.commit.feed.drop_database(db_id);
         // The journal is sequential: if any purge write survives a crash, the catalog
         // change before it did too.
         self.purge_logged(PURGE_TAG, &db_docs_prefix(db_id));
@@ -770,8 +768,8 @@ impl DocumentStore {
         Ok(WriteTx::new(
             self.engine.begin()?,
             self.clock.clone(),
-            self.committer.clone(),
-            self.feed.clone(),
+            self.commit.committer.clone(),
+            self.commit.feed.clone(),
             false,
             false,
         ))
@@ -797,8 +795,8 @@ impl DocumentStore {
         let write = WriteTx::new(
             tx,
             self.clock.clone(),
-            self.committer.clone(),
-            self.feed.clone(),
+            self.commit.committer.clone(),
+            self.commit.feed.clone(),
             isolation != Isolation::Serializable,
             read_only,
         );
@@ -813,7 +811,7 @@ impl DocumentStore {
 
     /// The change log and its live feed.
     pub fn changes(&self) -> &Arc<ChangeFeed> {
-        &self.feed
+        &self.commit.feed
     }
 
     // ---- purging -----------------------------------------------------------------
