@@ -1053,6 +1053,12 @@ mod tests {
         RequestKey::new(user, key, window).unwrap()
     }
 
+    /// An empty document into `_system`/`c` (created if missing), keyed by `rk`.
+    fn insert_empty(s: &DocumentStore, rk: &RequestKey) -> Result<Pending<Bytes>> {
+        let doc = vec![Bytes::from_static(b"{}")];
+        s.insert_keyed("_system", "c", doc, true, rk, encode_keys)
+    }
+
     fn encode_keys(metas: &[DocMeta]) -> Bytes {
         Bytes::from(
             metas
@@ -1070,18 +1076,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = DocumentStore::open(StoreOptions::new(dir.path())).unwrap();
         let rk = keyed("u", "k", Duration::from_secs(600));
-        let insert = |s: &DocumentStore| {
-            s.insert_keyed(
-                "_system",
-                "c",
-                vec![Bytes::from_static(b"{}")],
-                true,
-                &rk,
-                encode_keys,
-            )
-        };
-        let first = insert(&s).wait().await.unwrap();
-        let again = insert(&s).wait().await.unwrap();
+        let first = insert_empty(&s, &rk).wait().await.unwrap();
+        let again = insert_empty(&s, &rk).wait().await.unwrap();
         assert_eq!(first, again);
         assert_eq!(count(&s, Space::Docs, &[]), 1);
         assert_eq!(count(&s, Space::Meta, b"X"), 1);
@@ -1092,17 +1088,7 @@ mod tests {
         );
         // Another user's key is another write.
         let other = keyed("v", "k", Duration::from_secs(600));
-        s.insert_keyed(
-            "_system",
-            "c",
-            vec![Bytes::from_static(b"{}")],
-            true,
-            &other,
-            encode_keys,
-        )
-        .wait()
-        .await
-        .unwrap();
+        insert_empty(&s, &other).wait().await.unwrap();
         assert_eq!(count(&s, Space::Docs, &[]), 2);
         // A failing write records nothing.
         let bad = keyed("u", "bad", Duration::from_secs(600));
@@ -1129,17 +1115,7 @@ mod tests {
                 .map(|_| {
                     let s = s.clone();
                     let rk = rk.clone();
-                    std::thread::spawn(move || {
-                        s.insert_keyed(
-                            "_system",
-                            "c",
-                            vec![Bytes::from_static(b"{}")],
-                            true,
-                            &rk,
-                            encode_keys,
-                        )
-                        .unwrap()
-                    })
+                    std::thread::spawn(move || insert_empty(&s, &rk).unwrap())
                 })
                 .collect();
             let mut answers = Vec::new();
@@ -1158,30 +1134,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = DocumentStore::open(StoreOptions::new(dir.path())).unwrap();
         let live = keyed("u", "live", Duration::from_secs(600));
-        s.insert_keyed(
-            "_system",
-            "c",
-            vec![Bytes::from_static(b"{}")],
-            true,
-            &live,
-            encode_keys,
-        )
-        .wait()
-        .await
-        .unwrap();
+        insert_empty(&s, &live).wait().await.unwrap();
         for i in 0..5 {
             let short = keyed("u", &format!("short-{i}"), Duration::from_millis(1));
-            s.insert_keyed(
-                "_system",
-                "c",
-                vec![Bytes::from_static(b"{}")],
-                true,
-                &short,
-                encode_keys,
-            )
-            .wait()
-            .await
-            .unwrap();
+            insert_empty(&s, &short).wait().await.unwrap();
         }
         std::thread::sleep(Duration::from_millis(5));
         let short = keyed("u", "short-0", Duration::from_millis(1));
@@ -1201,17 +1157,7 @@ mod tests {
         // An expired record that a new write replaced keeps only the new entry.
         let again = keyed("u", "again", Duration::from_millis(1));
         for _ in 0..2 {
-            s.insert_keyed(
-                "_system",
-                "c",
-                vec![Bytes::from_static(b"{}")],
-                true,
-                &again,
-                encode_keys,
-            )
-            .wait()
-            .await
-            .unwrap();
+            insert_empty(&s, &again).wait().await.unwrap();
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(count(&s, Space::Docs, &[]), 8);
