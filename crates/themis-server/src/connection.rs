@@ -812,28 +812,27 @@ async fn write_loop(mut wr: WriteHalf, mut rx: outbox::Receiver<Outgoing>) {
     let mut buf = BytesMut::new();
     let mut written: Vec<Outgoing> = Vec::new();
     while let Some(first) = rx.recv().await {
-        let Some(second) = rx.try_recv() else {
-            // Alone in the queue: written from where it is, without a copy.
-            if let Err(e) = wr.write_all(&first.frame).await {
-                debug!(error = %e, "write failed; dropping the rest");
-                return;
-            }
-            continue;
-        };
-        for next in [first, second] {
-            buf.extend_from_slice(&next.frame);
-            written.push(next);
-        }
-        while buf.len() < WRITE_BATCH_BYTES {
+        let mut queued = first.frame.len();
+        written.push(first);
+        while queued < WRITE_BATCH_BYTES {
             match rx.try_recv() {
                 Some(next) => {
-                    buf.extend_from_slice(&next.frame);
+                    queued += next.frame.len();
                     written.push(next);
                 }
                 None => break,
             }
         }
-        if let Err(e) = wr.write_all(&buf).await {
+        let wrote = if let [only] = written.as_slice() {
+            // Alone in the queue: written from where it is, without a copy.
+            wr.write_all(&only.frame).await
+        } else {
+            for out in &written {
+                buf.extend_from_slice(&out.frame);
+            }
+            wr.write_all(&buf).await
+        };
+        if let Err(e) = wrote {
             debug!(error = %e, "write failed; dropping the rest");
             return;
         }
